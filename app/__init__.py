@@ -1,0 +1,47 @@
+"""The Flask application factory: the only web layer of SMS Pay Gateway."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app.bootstrap import Clock, Services
+from app.config import Settings
+from storage.contract import Store
+
+
+def create_app(
+    config: Mapping[str, Any] | None = None,
+    *,
+    clock: Clock | None = None,
+    store: Store | None = None,
+) -> Flask:
+    """Build the app: settings from SMSPAY_* variables, then `config` overrides (tests)."""
+    settings = Settings.from_env(overrides=config)
+    app = Flask(__name__)
+    app.config["SETTINGS"] = settings
+    services = Services(settings, store_override=store)
+    if clock is not None:
+        services.clock = clock
+    app.extensions["smspay"] = services
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n
+        )
+
+    from app.cli import register_cli
+    from app.web import errors, health, webhooks
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(webhooks.bp)
+    errors.register(app)
+    register_cli(app)
+    return app

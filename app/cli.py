@@ -1,0 +1,204 @@
+"""Operator commands: `flask --app wsgi <group> <command>`."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from app.bootstrap import MASTER_KEY_FILE as KEY_FILE
+from app.bootstrap import NEXT_MASTER_KEY_FILE, Services, write_key_file
+from app.config import documented_settings
+from app.services import admin, errors, payments
+from crypto.keys import KeyRing, MasterKey, generate_key
+from sms.instructions import format_rupees, parse_rupees
+from storage.errors import StoreUnavailable
+from storage.models import Transaction, TxState
+
+db_cli = AppGroup("db", help="The store.")
+users_cli = AppGroup("users", help="Registered users.")
+devices_cli = AppGroup("devices", help="Phones and their encryption keys.")
+wallet_cli = AppGroup("wallet", help="Wallet balances.")
+gateways_cli = AppGroup("gateways", help="Tasker phones that forward SMS.")
+transactions_cli = AppGroup("transactions", help="Look transactions up.")
+keys_cli = AppGroup("keys", help="Master keys.")
+
+
+def _svc() -> Services:
+    svc: Services = current_app.extensions["smspay"]
+    return svc
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@db_cli.command("init")
+def db_init() -> None:
+    """Create the store's tables and indexes (idempotent) and the development master key."""
+    svc = _svc()
+    try:
+        svc.store.init()
+        svc.keyring  # noqa: B018 - creates the development key file on first run
+        svc.pins  # noqa: B018 - creates the wrapped PIN key on first run
+    except StoreUnavailable as exc:
+        raise _fail(exc) from exc
+    click.echo(f"store ready: {svc.store!r}")
+
+
+@users_cli.command("add")
+@click.option("--phone", required=True, help="E.164 number, e.g. +919876543210.")
+@click.option("--name", required=True)
+@click.option("--pin", required=True, help="4 to 6 digits.")
+def users_add(phone: str, name: str, pin: str) -> None:
+    """Register a user with an empty wallet."""
+    try:
+        user = admin.register_user(_svc(), phone, name, pin)
+    except errors.ServiceError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"registered {user.name} ({user.phone}) as {user.id}")
+
+
+@devices_cli.command("provision")
+@click.option("--phone", required=True)
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def devices_provision(phone: str, out: Path) -> None:
+    """Create a device key for a user's phone and write the bundle the phone app reads."""
+    try:
+        bundle = admin.provision_device(_svc(), phone)
+    except errors.ServiceError as exc:
+        raise _fail(exc) from exc
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(bundle.to_json(), f, indent=2)
+    click.echo(f"device key {bundle.key_id} for {phone} written to {out} (keep it secret)")
+
+
+@wallet_cli.command("credit")
+@click.option("--phone", required=True)
+@click.option("--amount", required=True, help="Rupees, e.g. 500 or 500.00.")
+@click.option("--reason", required=True, help="Why, e.g. 'cash-in at agent 17'.")
+def wallet_credit(phone: str, amount: str, reason: str) -> None:
+    """Credit a wallet against cash an agent took in."""
+    try:
+        txn = payments.credit_wallet(_svc(), phone, parse_rupees(amount), reason, actor="cli")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--amount") from exc
+    except errors.ServiceError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"credited {format_rupees(txn.amount)} to {phone}, ref {txn.reference}")
+
+
+@wallet_cli.command("balance")
+@click.option("--phone", required=True)
+def wallet_balance(phone: str) -> None:
+    """Show a user's balance."""
+    user = _svc().store.read(lambda tx: tx.get_user_by_phone(phone))
+    if user is None:
+        raise click.ClickException(f"no user has the number {phone}")
+    balance = _svc().store.read(lambda tx: tx.balance(user.account))
+    click.echo(format_rupees(balance))
+
+
+@gateways_cli.command("add-tasker")
+@click.option("--id", "gateway_id", required=True, help="A name for the phone, e.g. shop-1.")
+def gateways_add_tasker(gateway_id: str) -> None:
+    """Register a Tasker phone; its HMAC secret is printed once, alone on the last line."""
+    try:
+        secret = admin.add_tasker_gateway(_svc(), gateway_id)
+    except errors.ServiceError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"gateway {gateway_id} added; put this secret in its Tasker profile (shown once):")
+    click.echo(secret)
+
+
+def _row(t: Transaction) -> str:
+    return (
+        f"{t.reference}  {_when(t.created_at)}  {t.kind.value:8}  {format_rupees(t.amount):>14}  "
+        f"{t.state.value:10}  {t.payer_phone or '-'} -> {t.payee or '-'}  {t.reason}"
+    )
+
+
+@transactions_cli.command("list")
+@click.option("--phone", help="Only transactions this number paid or received.")
+@click.option("--state", type=click.Choice([s.value for s in TxState]))
+@click.option("--limit", default=20, show_default=True)
+def transactions_list(phone: str | None, state: str | None, limit: int) -> None:
+    """The newest transactions first."""
+    rows = _svc().store.read(
+        lambda tx: tx.transactions(phone, TxState(state) if state else None, limit)
+    )
+    for t in rows:
+        click.echo(_row(t))
+    if not rows:
+        click.echo("no transactions")
+
+
+@transactions_cli.command("show")
+@click.argument("reference")
+def transactions_show(reference: str) -> None:
+    """One transaction with its history and ledger postings."""
+    ref = reference.strip().upper()
+
+    def load(tx):  # type: ignore[no-untyped-def]
+        return tx.get_transaction(ref), tx.events(ref), tx.entries(ref)
+
+    txn, events, entries = _svc().store.read(load)
+    if txn is None:
+        raise click.ClickException(f"no transaction {ref}")
+    click.echo(_row(txn))
+    if txn.note:
+        click.echo(f"note: {txn.note}")
+    for e in events:
+        click.echo(f"  {_when(e.at)}  {e.state.value:10}  {e.reason}")
+    for entry in entries:
+        for p in entry.postings:
+            click.echo(f"  ledger #{entry.id}  {p.account:28} {p.amount:+d} paise")
+
+
+@keys_cli.command("rotate-master")
+def keys_rotate_master() -> None:
+    """Re-wrap every stored secret under a new master key.
+
+    With SMSPAY_MASTER_KEY set, the operator sets the new key there and the old one in
+    SMSPAY_MASTER_KEY_PREVIOUS, then runs this. With the development key file, this makes the new
+    key itself and swaps the files once everything is re-wrapped (safe to run again if stopped).
+    """
+    svc = _svc()
+    if svc.settings.master_key:
+        moved = admin.rewrap_all(svc)
+        click.echo(f"re-wrapped {moved} secrets under the configured master key")
+        return
+    current, nxt = svc.settings.data_path / KEY_FILE, svc.settings.data_path / NEXT_MASTER_KEY_FILE
+    write_key_file(nxt, MasterKey(generate_key()))  # kept if a stopped rotation left one
+    new_key = MasterKey.from_b64(nxt.read_text())
+    ring = KeyRing(new_key, [svc.keyring.primary, *svc.keyring.others()])
+    moved = admin.rewrap_all(svc, ring)
+    os.replace(nxt, current)
+    click.echo(f"re-wrapped {moved} secrets; {current.name} now holds the new key")
+
+
+@click.command("settings")
+def settings_cmd() -> None:
+    """Every SMSPAY_ setting with its default."""
+    for name, default, doc in documented_settings():
+        click.echo(f"{name}={default}\n    {doc}")
+
+
+def register_cli(app: Flask) -> None:
+    """Attach the command groups to the app."""
+    for group in (
+        db_cli, users_cli, devices_cli, wallet_cli, gateways_cli, transactions_cli, keys_cli
+    ):  # fmt: skip
+        app.cli.add_command(group)
+    app.cli.add_command(settings_cmd)

@@ -1,0 +1,112 @@
+"""Configuration: every setting, its `SMSPAY_` environment variable and its default, in one place.
+
+docs/configuration.md lists the same table for operators (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PREFIX = "SMSPAY_"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot use."""
+
+
+def _setting(default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's settings; `from_env` reads each from `SMSPAY_<NAME>`."""
+
+    data_dir: str = _setting("var", "Directory of the embedded store and the dev master key.")
+    mongodb_uri: str = _setting("", "MongoDB connection string; when set, MongoDB is the store.")
+    master_key: str = _setting(
+        "", "Base64 256-bit master key. Unset: generated once into DATA_DIR/master.key (dev only)."
+    )
+    master_key_previous: str = _setting(
+        "", "Comma-separated base64 master keys still accepted for unwrapping during rotation."
+    )
+    public_base_url: str = _setting(
+        "", "Public URL Twilio posts to, e.g. https://pay.example.com (signatures are over it)."
+    )
+    trusted_proxies: int = _setting(
+        0, "Number of reverse proxies whose X-Forwarded-* headers to trust (ProxyFix)."
+    )
+    twilio_auth_token: str = _setting("", "Twilio auth token; the Twilio route answers 403 unset.")
+    tasker_max_skew_seconds: int = _setting(300, "Allowed clock skew of Tasker X-Timestamp.")
+    pin_max_attempts: int = _setting(3, "Wrong PINs in a row before the user is locked.")
+    pin_lock_seconds: int = _setting(86_400, "How long a PIN lockout lasts (NPCI: 24 h).")
+    limit_per_payment_paise: int = _setting(
+        1_000_000, "Largest single payment, in paise (UPI 123PAY: Rs 10,000)."
+    )
+    limit_per_day_paise: int = _setting(
+        10_000_000, "Most a user may pay in one local day, in paise (UPI: Rs 1,00,000)."
+    )
+    instruction_max_age_seconds: int = _setting(
+        86_400, "Refuse instructions whose phone-side time is older than this (0: never)."
+    )
+    timezone: str = _setting("Asia/Kolkata", "Time zone of the daily limit and of SMS times.")
+    service_number: str = _setting(
+        "+15005550006", "The number phones send SMS to (written into device bundles)."
+    )
+    log_level: str = _setting("INFO", "Python logging level.")
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """Read settings from the environment, then apply explicit overrides (tests)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            if f.type in ("int", int):
+                try:
+                    values[f.name] = int(raw)
+                except ValueError as exc:
+                    raise ConfigError(f"{PREFIX}{f.name.upper()} must be an integer") from exc
+            else:
+                values[f.name] = raw
+        unknown = set(overrides or {}) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown settings: {sorted(unknown)}")
+        values.update(overrides or {})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse values that cannot work."""
+        if self.trusted_proxies < 0:
+            raise ConfigError("SMSPAY_TRUSTED_PROXIES must be 0 or more")
+        if self.pin_max_attempts < 1 or self.pin_lock_seconds < 0:
+            raise ConfigError("PIN attempts must be 1 or more and the lock 0 s or more")
+        if self.limit_per_payment_paise < 1 or self.limit_per_day_paise < 1:
+            raise ConfigError("limits must be positive amounts in paise")
+
+    @property
+    def data_path(self) -> Path:
+        """The data directory as a path."""
+        return Path(self.data_dir)
+
+    def __repr__(self) -> str:
+        return "Settings(<see docs/configuration.md; secrets hidden>)"
+
+
+def documented_settings() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting, for docs and `flask config`."""
+    return [
+        (PREFIX + f.name.upper(), str(f.default), f.metadata["doc"])
+        for f in dataclasses.fields(Settings)
+    ]

@@ -1,0 +1,38 @@
+"""Small helpers shared by the use cases: references, local days, system accounts."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sms.instructions import REFERENCE_ALPHABET, REFERENCE_LENGTH
+from storage.contract import Tx
+from storage.errors import NotFound
+
+
+def new_reference(tx: Tx) -> str:
+    """A fresh, unambiguous 10-character transaction reference."""
+    while True:
+        ref = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
+        if tx.get_transaction(ref) is None:  # the primary key still guards a race
+            return ref
+
+
+def start_of_day(now: float, tz: ZoneInfo) -> float:
+    """Unix time of the last local midnight."""
+    local = datetime.fromtimestamp(now, tz)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+def local_time(ts: float, tz: ZoneInfo) -> str:
+    """A short local time for SMS, e.g. '26 Nov 14:05'."""
+    return datetime.fromtimestamp(ts, tz).strftime("%d %b %H:%M")
+
+
+def ensure_account(tx: Tx, account: str, allow_negative: bool = False) -> None:
+    """Create a ledger account if it does not exist yet."""
+    try:
+        tx.balance(account)
+    except NotFound:
+        tx.create_account(account, allow_negative)

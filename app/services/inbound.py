@@ -1,0 +1,181 @@
+"""handle_inbound_sms: one SMS from Tasker or Twilio, from frame to reply, exactly once.
+
+authenticate (done by the web layer) -> normalise (InboundSms) -> decode the SP1 frame -> find the
+device by key id, check its phone is the sender -> decrypt -> deduplicate on (key id, counter) ->
+replay window -> parse -> PIN and lockout -> limits -> execute -> record -> reply.
+
+Everything from the duplicate checks to the record runs in one unit of work, so the same SMS
+delivered twice (same MessageSid, or the same frame through both routes) is processed once and
+every delivery gets the first answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from app.bootstrap import Services
+from app.services import payments
+from app.services.common import local_time
+from app.services.payments import Outcome
+from crypto.codec import InvalidMessage, SealedFrame, looks_like_frame
+from crypto.keys import device_key_label
+from crypto.replay import Verdict
+from sms import replies
+from sms.inbound import InboundSms
+from sms.instructions import Balance, InvalidInstruction, Pay, Status, parse
+from sms.numbers import mask_party, mask_phone
+from storage.contract import Tx
+from storage.models import Device, FrameRecord, InboundRecord, User
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SmsReply:
+    """The answer to an inbound SMS, sent back by the route that brought it."""
+
+    text: str
+    to: str
+    outcome: str
+    reference: str | None = None
+
+
+def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
+    """Process one authenticated inbound SMS and return the reply to send to its sender."""
+    frame: SealedFrame | None = None
+    early: Outcome | None = None
+    body = sms.body.strip()
+    if not looks_like_frame(body):
+        early = (
+            Outcome("help", replies.HELP)
+            if body.upper() == "HELP"
+            else Outcome("plain_text", replies.USAGE)
+        )
+    else:
+        try:
+            frame = SealedFrame.parse(body)
+        except InvalidMessage as exc:
+            early = Outcome(f"undecodable:{exc.reason}", replies.UNREADABLE)
+
+    def unit(tx: Tx) -> SmsReply:
+        if sms.provider_message_id:
+            prior = tx.find_inbound(sms.route.value, sms.provider_message_id)
+            if prior is not None:  # the provider retried the same delivery
+                assert prior.id is not None
+                tx.count_redelivery(prior.id)
+                return SmsReply(prior.reply, sms.sender, "redelivered", prior.reference)
+        if sms.gateway_id:
+            tx.touch_gateway(sms.gateway_id, sms.received_at)
+        outcome = early or _process_frame(svc, tx, sms, frame)  # type: ignore[arg-type]
+        tx.insert_inbound(
+            InboundRecord(
+                route=sms.route.value,
+                sender=sms.sender,
+                received_at=sms.received_at,
+                outcome=outcome.code,
+                reply=outcome.reply,
+                provider_message_id=sms.provider_message_id,
+                gateway_id=sms.gateway_id,
+                key_id=frame.key_id if frame else None,
+                counter=frame.counter if frame else None,
+                reference=outcome.reference,
+            )
+        )
+        return SmsReply(outcome.reply, sms.sender, outcome.code, outcome.reference)
+
+    reply = svc.store.atomic(unit)
+    log.info(
+        "inbound sms route=%s from=%s outcome=%s ref=%s",
+        sms.route.value,
+        mask_phone(sms.sender),
+        reply.outcome,
+        reply.reference,
+    )
+    return reply
+
+
+def _process_frame(svc: Services, tx: Tx, sms: InboundSms, frame: SealedFrame) -> Outcome:
+    """Authenticate the frame against the sender's device, then run it once."""
+    user = tx.get_user_by_phone(sms.sender)
+    if user is None:
+        return Outcome("unknown_sender", replies.UNKNOWN_SENDER)
+    device = tx.get_device(frame.key_id)
+    if device is None or not device.active:
+        return Outcome("unknown_device", replies.UNREADABLE)
+    if device.phone != sms.sender or device.user_id != user.id:
+        return Outcome("sender_mismatch", replies.UNREADABLE)
+    key = svc.keyring.unwrap(device.wrapped_key, device_key_label(device.key_id))
+    try:
+        plaintext = frame.open(key, sms.sender)
+    except InvalidMessage:
+        return Outcome("bad_tag", replies.UNREADABLE)
+
+    seen = tx.find_frame(frame.key_id, frame.counter)
+    if seen is not None:  # the same SMS again, maybe through the other route
+        return Outcome("duplicate", seen.reply, seen.reference)
+    if device.window.check(frame.counter) is not Verdict.FRESH:
+        return Outcome("replay", replies.REPLAYED)
+    now = svc.clock.now()
+    tx.save_window(device.key_id, device.window.accept(frame.counter), now)
+    outcome = _execute(svc, tx, user, device, plaintext, sms.route.value, now)
+    tx.insert_frame(
+        FrameRecord(
+            frame.key_id, frame.counter, outcome.code, outcome.reply, now, outcome.reference
+        )
+    )
+    return outcome
+
+
+def _execute(
+    svc: Services, tx: Tx, user: User, device: Device, plaintext: bytes, channel: str, now: float
+) -> Outcome:
+    """Run one authenticated, fresh instruction."""
+    try:
+        instr = parse(plaintext)
+    except InvalidInstruction as exc:
+        log.info("instruction refused key_id=%s: %s", device.key_id, exc)
+        return Outcome("not_understood", replies.NOT_UNDERSTOOD)
+    if isinstance(instr, Status):
+        return _status(tx, user, instr.reference)
+    max_age = svc.settings.instruction_max_age_seconds
+    if max_age and now - instr.sent_at > max_age:
+        return Outcome("expired", replies.EXPIRED)
+    refused = _check_pin(svc, tx, user, instr.pin, now)
+    if refused is not None:
+        return refused
+    if isinstance(instr, Balance):
+        return Outcome("balance", replies.balance(tx.balance(user.account)))
+    assert isinstance(instr, Pay)
+    return payments.pay(svc, tx, user, instr, channel, now)
+
+
+def _check_pin(svc: Services, tx: Tx, user: User, pin: str, now: float) -> Outcome | None:
+    """None when the PIN is right; otherwise record the attempt and say why not."""
+    settings = svc.settings
+    if user.locked_until is not None and user.locked_until > now:
+        return Outcome("locked", replies.locked(local_time(user.locked_until, svc.tz)))
+    if svc.pins.verify(pin, user.pin_salt, user.pin_hash):
+        if user.failed_pin_attempts or user.locked_until is not None:
+            tx.set_pin_state(user.id, 0, None)
+        return None
+    attempts = user.failed_pin_attempts + 1
+    if attempts >= settings.pin_max_attempts:
+        until = now + settings.pin_lock_seconds
+        tx.set_pin_state(user.id, 0, until)
+        log.warning("user locked after %d wrong PINs phone=%s", attempts, mask_phone(user.phone))
+        return Outcome("wrong_pin_locked", replies.locked(local_time(until, svc.tz)))
+    tx.set_pin_state(user.id, attempts, None)
+    return Outcome("wrong_pin", replies.wrong_pin(settings.pin_max_attempts - attempts))
+
+
+def _status(tx: Tx, user: User, reference: str) -> Outcome:
+    """STS: the state of one of the sender's own transactions."""
+    txn = tx.get_transaction(reference)
+    if txn is None or user.id not in (txn.payer_id, txn.payee_id):
+        return Outcome("status_not_found", replies.status_not_found(reference))
+    outgoing = txn.payer_id == user.id
+    party = txn.payee if outgoing else txn.payer_phone
+    counterparty = mask_party(party) if party else "an agent"
+    text = replies.status(reference, txn.state.value, txn.amount, counterparty, outgoing)
+    return Outcome("status", text, reference)

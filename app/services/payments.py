@@ -1,0 +1,135 @@
+"""Where money moves. Every movement is one balanced ledger entry inside the caller's unit of work.
+
+A payment is checked (payee, limits, balance) before anything is posted; a refusal is recorded as
+a FAILED transaction with its reason and moves nothing. The ledger's conditional debit stays as
+the last guard: if it ever finds the balance short, the whole unit of work is undone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.bootstrap import Services
+from app.services import errors
+from app.services.common import ensure_account, new_reference, start_of_day
+from sms import replies
+from sms.instructions import MAX_AMOUNT_PAISE, Pay
+from sms.numbers import is_vpa, mask_party, mask_phone
+from storage.contract import Tx
+from storage.models import (
+    CASH_IN_ACCOUNT,
+    OutboundSms,
+    Posting,
+    Transaction,
+    TxKind,
+    TxState,
+    User,
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one instruction: a short code for records, the reply, the reference."""
+
+    code: str
+    reply: str
+    reference: str | None = None
+
+
+def pay(svc: Services, tx: Tx, payer: User, instr: Pay, channel: str, now: float) -> Outcome:
+    """Transfer `instr.amount` from the payer's wallet to a registered payee's wallet."""
+    settings = svc.settings
+    spent_today = tx.debited_since(payer.id, start_of_day(now, svc.tz))
+    ref = new_reference(tx)
+    payee_user = None if is_vpa(instr.payee) else tx.get_user_by_phone(instr.payee)
+    txn = Transaction(
+        reference=ref,
+        kind=TxKind.TRANSFER,
+        amount=instr.amount,
+        state=TxState.PENDING,
+        created_at=now,
+        updated_at=now,
+        payer_id=payer.id,
+        payer_phone=payer.phone,
+        payee_id=payee_user.id if payee_user else None,
+        payee=instr.payee,
+        note=instr.note,
+        channel=channel,
+    )
+    tx.insert_transaction(txn, "instruction accepted")
+
+    def refuse(code: str, reason: str) -> Outcome:
+        tx.set_state(ref, TxState.FAILED, code, now)
+        balance = tx.balance(payer.account)
+        text = replies.payment_failed(instr.amount, mask_party(instr.payee), reason, ref, balance)
+        return Outcome(f"refused:{code}", text, ref)
+
+    if is_vpa(instr.payee):
+        return refuse("vpa_not_enabled", replies.VPA_NOT_ENABLED)
+    if payee_user is None:
+        return refuse("payee_not_registered", replies.PAYEE_NOT_REGISTERED)
+    if payee_user.id == payer.id:
+        return refuse("self_payment", replies.SELF_PAYMENT)
+    if instr.amount > settings.limit_per_payment_paise:
+        return refuse(
+            "over_payment_limit", replies.over_txn_limit(settings.limit_per_payment_paise)
+        )
+    if spent_today + instr.amount > settings.limit_per_day_paise:
+        left = max(0, settings.limit_per_day_paise - spent_today)
+        return refuse("over_daily_limit", replies.over_daily_limit(left))
+    if tx.balance(payer.account) < instr.amount:
+        return refuse("insufficient_funds", replies.INSUFFICIENT_FUNDS)
+
+    tx.post_entry(
+        ref, [Posting(payer.account, -instr.amount), Posting(payee_user.account, instr.amount)], now
+    )
+    tx.set_state(ref, TxState.SUCCESS, "ledger entry posted", now)
+    payee_balance = tx.balance(payee_user.account)
+    tx.enqueue_sms(
+        OutboundSms(
+            to=payee_user.phone,
+            body=replies.received(instr.amount, mask_phone(payer.phone), ref, payee_balance),
+            created_at=now,
+            reference=ref,
+        )
+    )
+    text = replies.paid(instr.amount, mask_phone(payee_user.phone), ref, tx.balance(payer.account))
+    return Outcome("paid", text, ref)
+
+
+def credit_wallet(svc: Services, phone: str, amount: int, reason: str, actor: str) -> Transaction:
+    """Cash-in: an agent took cash and credits the wallet (against the cash-in account)."""
+    if not 0 < amount <= MAX_AMOUNT_PAISE:
+        raise errors.InvalidInput("the amount must be positive")
+    if not reason.strip():
+        raise errors.InvalidInput("a credit needs a reason")
+
+    def unit(tx: Tx) -> Transaction:
+        now = svc.clock.now()
+        user = tx.get_user_by_phone(phone)
+        if user is None:
+            raise errors.UnknownUser(f"no user has the number {mask_phone(phone)}")
+        ensure_account(tx, CASH_IN_ACCOUNT, allow_negative=True)
+        ref = new_reference(tx)
+        txn = Transaction(
+            reference=ref,
+            kind=TxKind.CASH_IN,
+            amount=amount,
+            state=TxState.PENDING,
+            created_at=now,
+            updated_at=now,
+            payee_id=user.id,
+            payee=user.phone,
+            note=reason.strip()[:200],
+            channel=actor,
+        )
+        tx.insert_transaction(txn, f"credit by {actor}")
+        tx.post_entry(ref, [Posting(CASH_IN_ACCOUNT, -amount), Posting(user.account, amount)], now)
+        tx.set_state(ref, TxState.SUCCESS, "ledger entry posted", now)
+        balance = tx.balance(user.account)
+        tx.enqueue_sms(OutboundSms(user.phone, replies.credited(amount, ref, balance), now, ref))
+        final = tx.get_transaction(ref)
+        assert final is not None
+        return final
+
+    return svc.store.atomic(unit)

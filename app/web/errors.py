@@ -1,0 +1,27 @@
+"""One place that maps errors to HTTP answers."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from storage.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def register(app: Flask) -> None:
+    """Install the error handlers."""
+
+    @app.errorhandler(StoreUnavailable)
+    def store_unavailable(exc: StoreUnavailable) -> tuple[dict[str, str], int, dict[str, str]]:
+        log.error("store unavailable: %s", exc)
+        return {"error": "temporarily unavailable, retry later"}, 503, {"Retry-After": "30"}
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[dict[str, str], int] | Response:
+        if exc.code == 403:  # authentication failures get a bare 403
+            return Response(status=403)
+        return {"error": exc.description or exc.name}, exc.code or 500

@@ -1,0 +1,72 @@
+"""Inbound SMS webhooks: Twilio (`POST /sms/twilio`) and Tasker (`POST /sms/tasker`).
+
+Each view authenticates before it parses or stores anything (a bare 403 otherwise), turns the
+request into an InboundSms, hands it to `handle_inbound_sms`, and renders the reply.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, abort, jsonify, request
+
+from app.services.admin import tasker_secret
+from app.services.inbound import handle_inbound_sms
+from app.web import services
+from sms import tasker, twilio
+
+bp = Blueprint("webhooks", __name__)
+log = logging.getLogger(__name__)
+
+
+def _twilio_url() -> str:
+    """The URL Twilio signed: the configured public URL, or the request's own behind ProxyFix."""
+    base = services().settings.public_base_url.rstrip("/")
+    if not base:
+        return request.url
+    query = request.query_string.decode("latin-1")
+    return base + request.path + ("?" + query if query else "")
+
+
+@bp.post("/sms/twilio")
+def twilio_inbound() -> Response:
+    """Twilio's incoming-message webhook; answers with TwiML."""
+    svc = services()
+    signature = request.headers.get("X-Twilio-Signature")
+    form = request.form.to_dict(flat=True)
+    if not twilio.signature_is_valid(
+        svc.settings.twilio_auth_token, _twilio_url(), form, signature
+    ):
+        log.warning("twilio webhook refused: bad signature")
+        abort(403)
+    try:
+        sms = twilio.parse_form(form, svc.clock.now())
+    except twilio.MalformedTwilioRequest as exc:
+        abort(400, str(exc))
+    reply = handle_inbound_sms(svc, sms)
+    return Response(twilio.twiml_reply(reply.text), mimetype="application/xml")
+
+
+@bp.post("/sms/tasker")
+def tasker_inbound() -> Response:
+    """A Tasker phone forwarding one SMS; answers JSON the phone turns into an SMS."""
+    svc = services()
+    gateway_id = request.headers.get("X-Gateway-Id", "")
+    secret = tasker_secret(svc, gateway_id) if gateway_id else None
+    body = request.get_data(cache=False)
+    if secret is None or not tasker.signature_is_valid(
+        secret,
+        request.headers.get("X-Timestamp"),
+        body,
+        request.headers.get("X-Signature"),
+        svc.clock.now(),
+        svc.settings.tasker_max_skew_seconds,
+    ):
+        log.warning("tasker webhook refused: bad signature or timestamp")
+        abort(403)
+    try:
+        sms = tasker.parse_body(body, gateway_id, svc.clock.now())
+    except tasker.MalformedTaskerRequest as exc:
+        abort(400, str(exc))
+    reply = handle_inbound_sms(svc, sms)
+    return jsonify(reply=reply.text, to=reply.to, reference=reply.reference)

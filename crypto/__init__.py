@@ -1,0 +1,1 @@
+"""Cryptography of SMS Pay: the SP1 message codec, key wrapping and PIN verification values."""

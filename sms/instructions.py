@@ -1,0 +1,201 @@
+"""The plaintext inside an SP1 frame: `PAY|...`, `BAL|...`, `STS|...`.
+
+    PAY|<payee>|<amount in paise>|<PIN>|<unix time>[|<note>[|<lat>,<lon>]]
+    BAL|<PIN>|<unix time>
+    STS|<transaction reference>|<unix time>
+
+`parse` validates with marshmallow schemas and raises `InvalidInstruction` with a short reason;
+`format_*` build the same text on the phone side.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from crypto.pins import PIN_PATTERN
+from sms.numbers import E164, VPA
+
+REFERENCE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+REFERENCE_LENGTH = 10
+REFERENCE = re.compile(f"[{REFERENCE_ALPHABET}]{{{REFERENCE_LENGTH}}}")
+MAX_AMOUNT_PAISE = 10**12
+_LOCATION = re.compile(r"(-?\d{1,2}(?:\.\d{1,4})?),(-?\d{1,3}(?:\.\d{1,4})?)")
+
+
+class InvalidInstruction(ValueError):
+    """The decrypted text is not a well-formed instruction."""
+
+
+@dataclass(frozen=True)
+class Pay:
+    """Pay `amount` paise to a phone number or a UPI id."""
+
+    payee: str
+    amount: int
+    pin: str
+    sent_at: int
+    note: str = ""
+    location: tuple[Decimal, Decimal] | None = None
+
+    def __repr__(self) -> str:  # never print the PIN
+        return f"Pay(payee={self.payee!r}, amount={self.amount}, sent_at={self.sent_at})"
+
+
+@dataclass(frozen=True)
+class Balance:
+    """Ask for the wallet balance."""
+
+    pin: str
+    sent_at: int
+
+    def __repr__(self) -> str:
+        return f"Balance(sent_at={self.sent_at})"
+
+
+@dataclass(frozen=True)
+class Status:
+    """Ask for the state of one of the sender's transactions."""
+
+    reference: str
+    sent_at: int
+
+
+Instruction = Pay | Balance | Status
+
+_unix_time = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+_pin = fields.String(required=True, validate=validate.Regexp(PIN_PATTERN, error="bad PIN format"))
+
+
+def _digits(text: str) -> int | str:
+    """Turn a field of ASCII digits into an int; leave anything else for the schema to refuse."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 13 else text
+
+
+class PaySchema(Schema):
+    payee = fields.String(required=True)
+    amount = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=MAX_AMOUNT_PAISE)
+    )
+    pin = _pin
+    sent_at = _unix_time
+    note = fields.String(load_default="", validate=validate.Length(max=80))
+    location = fields.String(load_default=None, allow_none=True)
+
+    @validates_schema
+    def _check(self, data: dict[str, Any], **_: Any) -> None:
+        payee = data.get("payee", "")
+        if not (E164.fullmatch(payee) or VPA.fullmatch(payee)):
+            raise ValidationError("payee is neither an E.164 number nor a UPI id", "payee")
+        loc = data.get("location")
+        if loc is not None:
+            m = _LOCATION.fullmatch(loc)
+            if not m or abs(Decimal(m[1])) > 90 or abs(Decimal(m[2])) > 180:
+                raise ValidationError("location is not lat,lon in decimal degrees", "location")
+
+
+class BalanceSchema(Schema):
+    pin = _pin
+    sent_at = _unix_time
+
+
+class StatusSchema(Schema):
+    reference = fields.String(
+        required=True, validate=validate.Regexp(REFERENCE, error="bad reference")
+    )
+    sent_at = _unix_time
+
+
+_PAY, _BAL, _STS = PaySchema(), BalanceSchema(), StatusSchema()
+
+
+def _load(schema: Schema, raw: dict[str, Any]) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = schema.load(raw)
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {}
+        field = next(iter(messages), "instruction")
+        raise InvalidInstruction(f"invalid {field}") from exc
+    return result
+
+
+def parse(plaintext: bytes) -> Instruction:
+    """Parse and validate decrypted instruction bytes."""
+    try:
+        text = plaintext.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInstruction("not UTF-8") from exc
+    verb, *parts = text.split("|")
+    if verb == "PAY" and 4 <= len(parts) <= 6:
+        raw: dict[str, Any] = {
+            "payee": parts[0],
+            "amount": _digits(parts[1]),
+            "pin": parts[2],
+            "sent_at": _digits(parts[3]),
+        }
+        if len(parts) >= 5:
+            raw["note"] = parts[4]
+        if len(parts) == 6:
+            raw["location"] = parts[5]
+        data = _load(_PAY, raw)
+        loc = data["location"]
+        lat_lon = None
+        if loc is not None:
+            lat, lon = loc.split(",")
+            lat_lon = (Decimal(lat), Decimal(lon))
+        return Pay(
+            data["payee"], data["amount"], data["pin"], data["sent_at"], data["note"], lat_lon
+        )
+    if verb == "BAL" and len(parts) == 2:
+        data = _load(_BAL, {"pin": parts[0], "sent_at": _digits(parts[1])})
+        return Balance(data["pin"], data["sent_at"])
+    if verb == "STS" and len(parts) == 2:
+        data = _load(_STS, {"reference": parts[0].upper(), "sent_at": _digits(parts[1])})
+        return Status(data["reference"], data["sent_at"])
+    raise InvalidInstruction("unknown instruction")
+
+
+def format_pay(
+    payee: str,
+    amount: int,
+    pin: str,
+    sent_at: int,
+    note: str = "",
+    location: tuple[Decimal, Decimal] | None = None,
+) -> str:
+    """The plaintext of a PAY instruction (the phone side)."""
+    if "|" in note:
+        raise InvalidInstruction("a note may not contain '|'")
+    text = f"PAY|{payee}|{amount}|{pin}|{sent_at}"
+    if note or location:
+        text += f"|{note}"
+    if location:
+        text += f"|{location[0]},{location[1]}"
+    return text
+
+
+def format_balance(pin: str, sent_at: int) -> str:
+    """The plaintext of a BAL instruction."""
+    return f"BAL|{pin}|{sent_at}"
+
+
+def format_status(reference: str, sent_at: int) -> str:
+    """The plaintext of an STS instruction."""
+    return f"STS|{reference}|{sent_at}"
+
+
+def parse_rupees(text: str) -> int:
+    """'250', '250.5' or '250.00' rupees -> paise; raises ValueError for anything else."""
+    if not re.fullmatch(r"\d{1,10}(\.\d{1,2})?", text.strip()):
+        raise ValueError(f"not an amount in rupees: {text!r}")
+    return int(Decimal(text.strip()) * 100)
+
+
+def format_rupees(paise: int) -> str:
+    """12345 -> 'Rs 123.45' (GSM-7: no rupee sign)."""
+    sign = "-" if paise < 0 else ""
+    return f"Rs {sign}{abs(paise) // 100}.{abs(paise) % 100:02d}"

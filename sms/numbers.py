@@ -1,0 +1,37 @@
+"""Phone numbers and UPI ids: validation and masking for replies and logs."""
+
+from __future__ import annotations
+
+import re
+
+E164 = re.compile(r"\+[1-9]\d{6,14}")
+VPA = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-_]{1,255}@[A-Za-z][A-Za-z0-9]{1,63}")
+
+
+def is_e164(text: str) -> bool:
+    """A phone number in E.164 form, e.g. +919876543210."""
+    return E164.fullmatch(text) is not None
+
+
+def is_vpa(text: str) -> bool:
+    """A UPI virtual payment address, e.g. name@okbank."""
+    return VPA.fullmatch(text) is not None
+
+
+def mask_phone(phone: str) -> str:
+    """+919876543210 -> +91******3210 (country code and last four stay)."""
+    if not is_e164(phone):
+        return "***"
+    cc = 3 if phone.startswith("+91") else 2
+    return phone[:cc] + "*" * (len(phone) - cc - 4) + phone[-4:]
+
+
+def mask_vpa(vpa: str) -> str:
+    """ramesh.k@okbank -> ra****@okbank."""
+    name, _, handle = vpa.partition("@")
+    return name[:2] + "****@" + handle
+
+
+def mask_party(party: str) -> str:
+    """Mask a phone number or a VPA."""
+    return mask_vpa(party) if "@" in party else mask_phone(party)

@@ -1,0 +1,93 @@
+"""Every SMS text the service sends, in one place. Each fits one GSM-7 segment (tested)."""
+
+from __future__ import annotations
+
+from sms.instructions import format_rupees as rs
+
+BRAND = "SMSPay"
+NO_MONEY_MOVED = "No money moved."
+
+
+def paid(amount: int, payee: str, reference: str, balance: int) -> str:
+    """To the payer, after a successful payment."""
+    return f"{BRAND}: Paid {rs(amount)} to {payee}. Ref {reference}. Bal {rs(balance)}."
+
+
+def received(amount: int, payer: str, reference: str, balance: int) -> str:
+    """To the payee of an internal transfer."""
+    return f"{BRAND}: Received {rs(amount)} from {payer}. Ref {reference}. Bal {rs(balance)}."
+
+
+def credited(amount: int, reference: str, balance: int) -> str:
+    """To a user whose wallet an agent or staff member credited."""
+    return f"{BRAND}: {rs(amount)} added to your wallet. Ref {reference}. Bal {rs(balance)}."
+
+
+def payment_failed(amount: int, payee: str, reason: str, reference: str, balance: int) -> str:
+    """To the payer, when a payment was refused after the PIN was right."""
+    return (
+        f"{BRAND}: Payment of {rs(amount)} to {payee} failed: {reason}. "
+        f"Ref {reference}. Bal {rs(balance)}. {NO_MONEY_MOVED}"
+    )
+
+
+def over_txn_limit(limit: int) -> str:
+    """Reason text: over the per-payment cap."""
+    return f"over the limit of {rs(limit)} per payment"
+
+
+def over_daily_limit(left: int) -> str:
+    """Reason text: over the per-day cap."""
+    return f"over your daily limit ({rs(left)} left today)"
+
+
+INSUFFICIENT_FUNDS = "not enough balance"
+PAYEE_NOT_REGISTERED = "payee is not registered with SMS Pay"
+SELF_PAYMENT = "you cannot pay yourself"
+VPA_NOT_ENABLED = "payouts to UPI ids are not enabled yet"
+
+
+def balance(amount: int) -> str:
+    """Answer to BAL."""
+    return f"{BRAND}: Your balance is {rs(amount)}."
+
+
+def status(reference: str, state: str, amount: int, counterparty: str, outgoing: bool) -> str:
+    """Answer to STS for a transaction the sender took part in."""
+    direction = "to" if outgoing else "from"
+    return f"{BRAND}: Ref {reference}: {rs(amount)} {direction} {counterparty} is {state}."
+
+
+def status_not_found(reference: str) -> str:
+    """Answer to STS for a reference the sender has no part in."""
+    return f"{BRAND}: No transaction {reference} found for this number."
+
+
+def wrong_pin(tries_left: int) -> str:
+    """A wrong PIN that did not yet lock the account."""
+    tries = "1 try" if tries_left == 1 else f"{tries_left} tries"
+    return f"{BRAND}: Wrong PIN. {tries} left before your account is locked. {NO_MONEY_MOVED}"
+
+
+def locked(until: str) -> str:
+    """Too many wrong PINs; `until` is a short local time like '26 Nov 14:05'."""
+    return f"{BRAND}: Too many wrong PINs. Your account is locked until {until}. {NO_MONEY_MOVED}"
+
+
+UNREADABLE = (
+    f"{BRAND}: We could not read this message. Please send it again from the SMS Pay app. "
+    f"{NO_MONEY_MOVED}"
+)
+REPLAYED = f"{BRAND}: This message was already used or is too old. {NO_MONEY_MOVED}"
+EXPIRED = f"{BRAND}: This instruction is too old. Please send a new one. {NO_MONEY_MOVED}"
+NOT_UNDERSTOOD = (
+    f"{BRAND}: We could not understand this instruction. Please update the SMS Pay app. "
+    f"{NO_MONEY_MOVED}"
+)
+UNKNOWN_SENDER = f"{BRAND}: This number is not registered with SMS Pay. Ask an agent to sign up."
+HELP = (
+    f"{BRAND}: Pay by SMS with the SMS Pay app: it sends PAY, BAL and STS for you, encrypted. "
+    "Lost your phone or PIN? Ask your agent to block it."
+)
+USAGE = f"{BRAND}: We only read messages sent by the SMS Pay app. Send HELP for help."
+TRY_LATER = f"{BRAND}: Service busy. Please try again in a few minutes. {NO_MONEY_MOVED}"

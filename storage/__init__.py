@@ -1,0 +1,1 @@
+"""Where data lives: the storage contract, the embedded SQLite store and (later) MongoDB."""

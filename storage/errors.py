@@ -1,0 +1,25 @@
+"""Errors raised by every storage backend."""
+
+
+class StoreError(Exception):
+    """Base of storage errors."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or is too busy; the caller should answer 503."""
+
+
+class DuplicateKey(StoreError):
+    """A unique constraint refused the write: the thing exists already."""
+
+
+class NotFound(StoreError):
+    """A record the caller relied on does not exist."""
+
+
+class InsufficientFunds(StoreError):
+    """A conditional debit found the balance too low; the whole unit of work is undone."""
+
+
+class UnbalancedEntry(StoreError):
+    """A ledger entry whose postings do not sum to zero."""

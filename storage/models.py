@@ -1,0 +1,165 @@
+"""The records of the storage contract: plain dataclasses in and out of every backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from crypto.replay import ReplayWindow
+
+
+class TxState(StrEnum):
+    """Life of a transaction: PENDING -> PROCESSING -> SUCCESS | FAILED (FLAGGED: held)."""
+
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    FLAGGED = "FLAGGED"
+
+
+class TxKind(StrEnum):
+    """What a transaction does."""
+
+    TRANSFER = "transfer"  # wallet to wallet, inside the service
+    CASH_IN = "cash_in"  # an agent took cash and credited the wallet
+
+
+CASH_IN_ACCOUNT = "system:cash_in"
+
+
+def user_account(user_id: str) -> str:
+    """Ledger account id of a user's wallet."""
+    return f"user:{user_id}"
+
+
+@dataclass(frozen=True)
+class User:
+    """A registered payer or payee. The PIN is kept only as a keyed hash."""
+
+    id: str
+    phone: str
+    name: str
+    pin_salt: bytes = field(repr=False)
+    pin_hash: bytes = field(repr=False)
+    created_at: float
+    failed_pin_attempts: int = 0
+    locked_until: float | None = None
+
+    @property
+    def account(self) -> str:
+        """This user's wallet account in the ledger."""
+        return user_account(self.id)
+
+
+@dataclass(frozen=True)
+class Device:
+    """A phone's encryption key (wrapped under the master key) and its replay window."""
+
+    key_id: int
+    user_id: str
+    phone: str
+    wrapped_key: bytes = field(repr=False)
+    created_at: float
+    window: ReplayWindow = ReplayWindow()
+    last_seen_at: float | None = None
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class TaskerGateway:
+    """An Android phone that forwards SMS; its HMAC secret is stored wrapped."""
+
+    id: str
+    wrapped_secret: bytes = field(repr=False)
+    created_at: float
+    last_seen_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Posting:
+    """One leg of a ledger entry: a signed amount in paise on one account."""
+
+    account: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """A balanced set of postings for one transaction."""
+
+    id: int
+    reference: str
+    postings: tuple[Posting, ...]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """A payment or a credit, with its current state."""
+
+    reference: str
+    kind: TxKind
+    amount: int
+    state: TxState
+    created_at: float
+    updated_at: float
+    payer_id: str | None = None
+    payer_phone: str | None = None
+    payee_id: str | None = None
+    payee: str | None = None  # E.164 number or UPI id, as the payer wrote it
+    reason: str = ""
+    note: str = ""
+    channel: str = ""
+
+
+@dataclass(frozen=True)
+class TxEvent:
+    """One state change in a transaction's append-only history."""
+
+    reference: str
+    state: TxState
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True)
+class InboundRecord:
+    """Every inbound SMS that passed webhook authentication, with what became of it."""
+
+    route: str
+    sender: str
+    received_at: float
+    outcome: str
+    reply: str
+    id: int | None = None
+    provider_message_id: str | None = None
+    gateway_id: str | None = None
+    key_id: int | None = None
+    counter: int | None = None
+    reference: str | None = None
+    deliveries: int = 1
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """One processed SP1 frame (device key, counter): the exactly-once guard and its answer."""
+
+    key_id: int
+    counter: int
+    outcome: str
+    reply: str
+    processed_at: float
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboundSms:
+    """A status SMS waiting in the outbox (sent by the outbound-SMS worker)."""
+
+    to: str
+    body: str
+    created_at: float
+    reference: str | None = None
+    id: int | None = None
+    status: str = "pending"

@@ -24,6 +24,7 @@ def create_app(
     settings = Settings.from_env(overrides=config)
     app = Flask(__name__)
     app.config["SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = 16 * 1024  # webhooks carry one SMS, never more
     services = Services(settings, store_override=store)
     if clock is not None:
         services.clock = clock

@@ -97,6 +97,7 @@ class Services:
     settings: Settings
     clock: Clock = field(default_factory=SystemClock)
     store_override: Store | None = None
+    _pins: PinHasher | None = field(default=None, init=False, repr=False)
 
     @cached_property
     def store(self) -> Store:
@@ -108,20 +109,16 @@ class Services:
         """Master keys that wrap device keys, gateway secrets and the PIN key."""
         return load_keyring(self.settings)
 
-    @cached_property
-    def pins(self) -> PinHasher:
-        """PIN hasher under the installation's PIN key (created on first use)."""
-
-        def ensure(tx: Tx) -> bytes:
+    def pins(self, tx: Tx) -> PinHasher:
+        """PIN hasher under the installation's PIN key, read (or created) in the caller's unit
+        of work the first time, then kept for the life of the process."""
+        if self._pins is None:
             wrapped = tx.get_meta(PIN_KEY_LABEL)
             if wrapped is None:
-                wrapped = tx.put_meta_if_absent(
-                    PIN_KEY_LABEL, self.keyring.wrap(generate_key(), PIN_KEY_LABEL)
-                )
-            return wrapped
-
-        wrapped = self.store.atomic(ensure)
-        return PinHasher(self.keyring.unwrap(wrapped, PIN_KEY_LABEL))
+                fresh = self.keyring.wrap(generate_key(), PIN_KEY_LABEL)
+                wrapped = tx.put_meta_if_absent(PIN_KEY_LABEL, fresh)
+            self._pins = PinHasher(self.keyring.unwrap(wrapped, PIN_KEY_LABEL))
+        return self._pins
 
     @cached_property
     def tz(self) -> ZoneInfo:

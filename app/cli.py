@@ -48,8 +48,7 @@ def db_init() -> None:
     svc = _svc()
     try:
         svc.store.init()
-        svc.keyring  # noqa: B018 - creates the development key file on first run
-        svc.pins  # noqa: B018 - creates the wrapped PIN key on first run
+        svc.store.atomic(svc.pins)  # creates the dev master key file and the PIN key
     except StoreUnavailable as exc:
         raise _fail(exc) from exc
     click.echo(f"store ready: {svc.store!r}")

@@ -96,6 +96,8 @@ class SealedFrame:
     def parse(cls, text: str) -> SealedFrame:
         """Parse the SMS text; raises InvalidMessage for anything that is not a v1 frame."""
         body = text.strip()
+        if len(body) > MAX_SMS_CHARS + 3:  # a frame is one SMS (3 for optional "=" padding)
+            raise InvalidMessage("longer than one SMS")
         if not body.startswith(PREFIX.rstrip()):
             raise InvalidMessage("missing SP1 prefix")
         payload = body[len(PREFIX.rstrip()) :]

@@ -423,6 +423,8 @@ class SqliteStore:
 
     def _run(self, begin: str, fn: Callable[[SqliteTx], T]) -> T:
         conn = self._connect()
+        if conn.in_transaction:
+            raise RuntimeError("units of work do not nest; pass the caller's tx instead")
         try:
             conn.execute(begin)
         except sqlite3.OperationalError as exc:

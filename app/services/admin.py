@@ -31,18 +31,18 @@ def register_user(svc: Services, phone: str, name: str, pin: str) -> User:
     if not name.strip() or len(name) > 100:
         raise errors.InvalidInput("the name must be 1 to 100 characters")
     salt = new_salt()
-    user = User(
-        id="u_" + secrets.token_hex(8),
-        phone=phone,
-        name=name.strip(),
-        pin_salt=salt,
-        pin_hash=svc.pins.hash(pin, salt),
-        created_at=svc.clock.now(),
-    )
 
     def unit(tx: Tx) -> User:
         if tx.get_user_by_phone(phone) is not None:
             raise errors.UserExists(f"{mask_phone(phone)} is registered already")
+        user = User(
+            id="u_" + secrets.token_hex(8),
+            phone=phone,
+            name=name.strip(),
+            pin_salt=salt,
+            pin_hash=svc.pins(tx).hash(pin, salt),
+            created_at=svc.clock.now(),
+        )
         tx.insert_user(user)
         ensure_account(tx, user.account)
         return user

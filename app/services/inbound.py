@@ -155,7 +155,7 @@ def _check_pin(svc: Services, tx: Tx, user: User, pin: str, now: float) -> Outco
     settings = svc.settings
     if user.locked_until is not None and user.locked_until > now:
         return Outcome("locked", replies.locked(local_time(user.locked_until, svc.tz)))
-    if svc.pins.verify(pin, user.pin_salt, user.pin_hash):
+    if svc.pins(tx).verify(pin, user.pin_salt, user.pin_hash):
         if user.failed_pin_attempts or user.locked_until is not None:
             tx.set_pin_state(user.id, 0, None)
         return None

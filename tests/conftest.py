@@ -1,0 +1,100 @@
+"""Shared fixtures: the app on a real SQLite file in tmp_path, a fake clock, users and phones."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+
+from app import create_app
+from app.bootstrap import Services
+from app.services import admin, payments
+from tests.support import PUBLIC_URL, TWILIO_TOKEN, FakeClock, Phone
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never read the developer's SMSPAY_* settings."""
+    for name in list(os.environ):
+        if name.startswith("SMSPAY_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> dict[str, Any]:
+    return {
+        "data_dir": str(tmp_path / "var"),
+        "twilio_auth_token": TWILIO_TOKEN,
+        "public_base_url": PUBLIC_URL,
+    }
+
+
+@pytest.fixture
+def app(settings: dict[str, Any], clock: FakeClock) -> Iterator[Flask]:
+    application = create_app(settings, clock=clock)
+    application.config["TESTING"] = True
+    yield application
+    application.extensions["smspay"].store.close()
+
+
+@pytest.fixture
+def svc(app: Flask) -> Services:
+    services: Services = app.extensions["smspay"]
+    return services
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+class World:
+    """Users, phones and a Tasker gateway made through the service layer."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.gateway_id = "shop-1"
+        self.gateway_secret = admin.add_tasker_gateway(svc, self.gateway_id)
+
+    def user(self, phone: str, pin: str = "1234", rupees: int = 0, name: str = "Test") -> Phone:
+        """Register a user, credit the wallet, provision a device; returns the phone."""
+        admin.register_user(self.svc, phone, name, pin)
+        if rupees:
+            payments.credit_wallet(self.svc, phone, rupees * 100, "test cash-in", actor="test")
+        bundle = admin.provision_device(self.svc, phone)
+        return Phone(phone, bundle.key_id, bundle.key, pin)
+
+    def balance(self, phone: str) -> int:
+        def read(tx: Any) -> int:
+            user = tx.get_user_by_phone(phone)
+            return int(tx.balance(user.account))
+
+        return self.svc.store.read(read)
+
+    def total(self) -> int:
+        return self.svc.store.read(lambda tx: tx.total_balance())
+
+
+@pytest.fixture
+def world(svc: Services) -> World:
+    return World(svc)
+
+
+def b64(key: bytes) -> str:
+    return base64.b64encode(key).decode()

@@ -1,0 +1,99 @@
+"""A real gunicorn (2 workers) on a free loopback port, over a real SQLite file.
+
+Operator steps go through the real CLI (`flask --app wsgi ...`) in subprocesses, as a newcomer
+would type them. The server is stopped at the end of the module.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support import TWILIO_TOKEN
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running service and the environment its CLI needs."""
+
+    url: str
+    env: dict[str, str]
+    data_dir: Path
+
+    def cli(self, *args: str) -> str:
+        """Run `flask --app wsgi ARGS` against this installation; returns stdout."""
+        result = subprocess.run(
+            [str(BIN / "flask"), "--app", "wsgi", *args],
+            cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def total_balance(self) -> int:
+        """Sum of every ledger account, read straight from the SQLite file."""
+        import sqlite3
+        from contextlib import closing
+
+        with closing(sqlite3.connect(self.data_dir / "smspay.sqlite3", timeout=30)) as conn:
+            return int(conn.execute("SELECT COALESCE(SUM(balance), 0) FROM accounts").fetchone()[0])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp("e2e") / "var"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMSPAY_")}
+    env.update(
+        SMSPAY_DATA_DIR=str(data_dir),
+        SMSPAY_TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
+        SMSPAY_PUBLIC_BASE_URL=url,
+        SMSPAY_LOG_LEVEL="WARNING",
+    )
+    srv = Server(url, env, data_dir)
+    srv.cli("db", "init")
+    log_path = data_dir.parent / "gunicorn.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--workers", "2",
+         "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null", "wsgi:app"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("gunicorn did not start: " + log_path.read_text()[-2000:])
+            time.sleep(0.1)
+        yield srv
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

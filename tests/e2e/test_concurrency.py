@@ -1,0 +1,114 @@
+"""Concurrency against gunicorn with 2 workers: duplicates settle once, balances never overdraw.
+
+Traffic goes only to 127.0.0.1, bounded in count, with timeouts.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.e2e.conftest import Server
+from tests.support import Phone, tasker_body, tasker_headers, twilio_form, twilio_signature
+
+pytestmark = pytest.mark.e2e
+
+
+def provision(server: Server, tmp: Path, phone: str, pin: str, rupees: int) -> Phone:
+    server.cli("users", "add", "--phone", phone, "--name", "E2E", "--pin", pin)
+    if rupees:
+        server.cli("wallet", "credit", "--phone", phone, "--amount", str(rupees),
+                   "--reason", "e2e cash-in")  # fmt: skip
+    out = tmp / f"{phone}.json"
+    server.cli("devices", "provision", "--phone", phone, "--out", str(out))
+    bundle = json.loads(out.read_text())
+    return Phone(phone, bundle["key_id"], base64.b64decode(bundle["key"]), pin)
+
+
+@pytest.fixture(scope="module")
+def gateway(server: Server) -> tuple[str, str]:
+    out = server.cli("gateways", "add-tasker", "--id", "e2e-phone")
+    return "e2e-phone", out.strip().splitlines()[-1]
+
+
+def post(server: Server, gateway: tuple[str, str], route: str, sender: str, body: str) -> str:
+    """Deliver one SMS; returns the reply text."""
+    if route == "twilio":
+        form = twilio_form(sender, body)
+        sig = twilio_signature(form, server.url + "/sms/twilio")
+        r = requests.post(
+            server.url + "/sms/twilio", data=form, headers={"X-Twilio-Signature": sig}, timeout=30
+        )
+        assert r.status_code == 200, r.text
+        import xml.etree.ElementTree as ET
+
+        return ET.fromstring(r.content).findtext("Message") or ""
+    raw = tasker_body(sender, body)
+    headers = tasker_headers(gateway[0], gateway[1], raw)
+    r = requests.post(server.url + "/sms/tasker", data=raw, headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    return str(r.json()["reply"])
+
+
+class TotalWatcher:
+    """Reads the sum of all balances over and over while traffic runs."""
+
+    def __init__(self, server: Server) -> None:
+        self.server, self.seen, self._stop = server, set[int](), threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.seen.add(self.server.total_balance())
+            time.sleep(0.005)
+
+    def __enter__(self) -> TotalWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def test_same_sms_posted_20_times_concurrently_debits_once(
+    server: Server, gateway: tuple[str, str], tmp_path: Path
+) -> None:
+    payer = provision(server, tmp_path, "+919700000001", "1234", 1000)
+    provision(server, tmp_path, "+919700000002", "1234", 0)
+    body = payer.pay("+919700000002", 12_345)
+    total = server.total_balance()
+    routes = ["twilio", "tasker"] * 10
+    with TotalWatcher(server) as watch, ThreadPoolExecutor(max_workers=20) as pool:
+        replies = list(pool.map(lambda r: post(server, gateway, r, payer.phone, body), routes))
+    assert len(set(replies)) == 1, replies
+    assert "Paid Rs 123.45" in replies[0]
+    assert watch.seen == {total}
+    listing = server.cli("transactions", "list", "--phone", "+919700000002")
+    assert listing.count("transfer") == 1
+    assert "Rs 876.55" in server.cli("wallet", "balance", "--phone", payer.phone)
+
+
+def test_50_concurrent_payments_exactly_10_covered(
+    server: Server, gateway: tuple[str, str], tmp_path: Path
+) -> None:
+    payer = provision(server, tmp_path, "+919700000011", "1234", 100)
+    provision(server, tmp_path, "+919700000012", "1234", 0)
+    bodies = [payer.pay("+919700000012", 1_000) for _ in range(50)]
+    total = server.total_balance()
+    jobs = [("twilio" if i % 2 else "tasker", b) for i, b in enumerate(bodies)]
+    with TotalWatcher(server) as watch, ThreadPoolExecutor(max_workers=25) as pool:
+        replies = list(pool.map(lambda j: post(server, gateway, j[0], payer.phone, j[1]), jobs))
+    paid = [r for r in replies if "Paid Rs 10.00" in r]
+    refused = [r for r in replies if "failed: not enough balance" in r]
+    assert (len(paid), len(refused)) == (10, 40), replies
+    assert watch.seen == {total}
+    assert "Rs 0.00" in server.cli("wallet", "balance", "--phone", payer.phone)
+    assert "Rs 100.00" in server.cli("wallet", "balance", "--phone", "+919700000012")

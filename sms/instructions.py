@@ -23,7 +23,7 @@ from sms.numbers import E164, VPA
 REFERENCE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 REFERENCE_LENGTH = 10
 REFERENCE = re.compile(f"[{REFERENCE_ALPHABET}]{{{REFERENCE_LENGTH}}}")
-MAX_AMOUNT_PAISE = 10**12
+MAX_AMOUNT_PAISE = 10**10  # Rs 10 crore: far above any limit, and keeps replies in one SMS
 _LOCATION = re.compile(r"(-?\d{1,2}(?:\.\d{1,4})?),(-?\d{1,3}(?:\.\d{1,4})?)")
 
 

@@ -27,9 +27,9 @@ def mask_phone(phone: str) -> str:
 
 
 def mask_vpa(vpa: str) -> str:
-    """ramesh.k@okbank -> ra****@okbank."""
+    """ramesh.k@okbank -> ra****@okbank (a long handle is cut to 12 characters)."""
     name, _, handle = vpa.partition("@")
-    return name[:2] + "****@" + handle
+    return name[:2] + "****@" + handle[:12]
 
 
 def mask_party(party: str) -> str:

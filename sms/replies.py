@@ -26,19 +26,19 @@ def credited(amount: int, reference: str, balance: int) -> str:
 def payment_failed(amount: int, payee: str, reason: str, reference: str, balance: int) -> str:
     """To the payer, when a payment was refused after the PIN was right."""
     return (
-        f"{BRAND}: Payment of {rs(amount)} to {payee} failed: {reason}. "
+        f"{BRAND}: {rs(amount)} to {payee} failed: {reason}. "
         f"Ref {reference}. Bal {rs(balance)}. {NO_MONEY_MOVED}"
     )
 
 
 def over_txn_limit(limit: int) -> str:
     """Reason text: over the per-payment cap."""
-    return f"over the limit of {rs(limit)} per payment"
+    return f"above the limit of {rs(limit)} per payment"
 
 
 def over_daily_limit(left: int) -> str:
     """Reason text: over the per-day cap."""
-    return f"over your daily limit ({rs(left)} left today)"
+    return f"daily limit reached ({rs(left)} left today)"
 
 
 INSUFFICIENT_FUNDS = "not enough balance"

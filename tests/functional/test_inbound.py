@@ -291,7 +291,7 @@ def test_over_the_per_payment_cap(
 ) -> None:
     rich = world.user(ASHA, "1234", rupees=50_000)
     status, text = routes.send(route, ASHA, rich.pay(RAVI, 1_000_001, at=clock.now()))
-    assert "over the limit of Rs 10000.00 per payment" in text
+    assert "above the limit of Rs 10000.00 per payment" in text
     assert balances(world) == (5_000_000, 0)
     assert (
         "Paid Rs 10000.00" in routes.send(route, ASHA, rich.pay(RAVI, 1_000_000, at=clock.now()))[1]
@@ -310,7 +310,7 @@ def test_over_the_daily_cap(
     asha = world.user(ASHA, "1234", rupees=1000)
     assert "Paid" in routes.send(route, ASHA, asha.pay(RAVI, 20_000, at=clock.now()))[1]
     text = routes.send(route, ASHA, asha.pay(RAVI, 10_001, at=clock.now()))[1]
-    assert "over your daily limit (Rs 100.00 left today)" in text
+    assert "daily limit reached (Rs 100.00 left today)" in text
     assert balances(world) == (80_000, 20_000)
     clock.advance(86_400)  # a new local day
     assert "Paid" in routes.send(route, ASHA, asha.pay(RAVI, 10_001, at=clock.now()))[1]

@@ -1,0 +1,38 @@
+"""Settings come from SMSPAY_* variables, are validated, and are all documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.config import ConfigError, Settings, documented_settings
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+
+
+def test_reads_prefixed_variables_and_converts_integers() -> None:
+    s = Settings.from_env({"SMSPAY_DATA_DIR": "/srv/x", "SMSPAY_PIN_MAX_ATTEMPTS": "5"})
+    assert s.data_dir == "/srv/x" and s.pin_max_attempts == 5
+    assert Settings.from_env({}).pin_max_attempts == 3
+
+
+def test_overrides_win_and_unknown_or_bad_values_are_refused() -> None:
+    assert Settings.from_env({"SMSPAY_DATA_DIR": "a"}, {"data_dir": "b"}).data_dir == "b"
+    with pytest.raises(ConfigError):
+        Settings.from_env({}, {"no_such_setting": 1})
+    with pytest.raises(ConfigError):
+        Settings.from_env({"SMSPAY_TRUSTED_PROXIES": "two"})
+    with pytest.raises(ConfigError):
+        Settings.from_env({"SMSPAY_LIMIT_PER_PAYMENT_PAISE": "0"})
+
+
+def test_repr_hides_secrets() -> None:
+    s = Settings.from_env({"SMSPAY_TWILIO_AUTH_TOKEN": "sekrit-token-value"})
+    assert "sekrit" not in repr(s)
+
+
+def test_every_setting_is_documented() -> None:
+    doc = DOC.read_text()
+    for name, _, _ in documented_settings():
+        assert f"`{name}`" in doc, name

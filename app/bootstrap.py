@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from app.config import ConfigError, Settings
+from app.config import Settings
 from crypto.keys import PIN_KEY_LABEL, KeyRing, MasterKey, generate_key
 from crypto.pins import PinHasher
 from storage.contract import Store, Tx
@@ -42,7 +42,9 @@ class SystemClock:
 def build_store(settings: Settings) -> Store:
     """MongoDB when SMSPAY_MONGODB_URI is set, else the embedded SQLite file."""
     if settings.mongodb_uri:
-        raise ConfigError("the MongoDB backend is not available in this version")
+        from storage.mongo import MongoStore
+
+        return MongoStore(settings.mongodb_uri)
     from storage.sqlite import SqliteStore
 
     return SqliteStore(settings.data_path / "smspay.sqlite3")

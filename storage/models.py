@@ -88,7 +88,7 @@ class Posting:
 class LedgerEntry:
     """A balanced set of postings for one transaction."""
 
-    id: int
+    id: str
     reference: str
     postings: tuple[Posting, ...]
     created_at: float
@@ -132,7 +132,7 @@ class InboundRecord:
     received_at: float
     outcome: str
     reply: str
-    id: int | None = None
+    id: str | None = None
     provider_message_id: str | None = None
     gateway_id: str | None = None
     key_id: int | None = None
@@ -161,5 +161,5 @@ class OutboundSms:
     body: str
     created_at: float
     reference: str | None = None
-    id: int | None = None
+    id: str | None = None
     status: str = "pending"

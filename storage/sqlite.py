@@ -189,7 +189,7 @@ class SqliteTx:
             by_id.setdefault(r["id"], (r["created_at"], []))[1].append(
                 Posting(r["account"], r["amount"])
             )
-        return [LedgerEntry(i, reference, tuple(ps), at) for i, (at, ps) in by_id.items()]
+        return [LedgerEntry(str(i), reference, tuple(ps), at) for i, (at, ps) in by_id.items()]
 
     def total_balance(self) -> int:
         return int(self._one("SELECT COALESCE(SUM(balance), 0) FROM accounts")[0])  # type: ignore[index]
@@ -263,7 +263,11 @@ class SqliteTx:
             "SELECT * FROM inbound_sms WHERE route = ? AND provider_message_id = ?",
             route, provider_message_id,
         )  # fmt: skip
-        return InboundRecord(**dict(row)) if row else None
+        return self._inbound(row) if row else None
+
+    @staticmethod
+    def _inbound(row: sqlite3.Row) -> InboundRecord:
+        return InboundRecord(**{**dict(row), "id": str(row["id"])})
 
     def insert_inbound(self, record: InboundRecord) -> None:
         self._insert(
@@ -275,14 +279,14 @@ class SqliteTx:
             record.reference, record.deliveries,
         )  # fmt: skip
 
-    def count_redelivery(self, inbound_id: int) -> None:
+    def count_redelivery(self, inbound_id: str) -> None:
         self._update("UPDATE inbound_sms SET deliveries = deliveries + 1 WHERE id = ?", inbound_id)
 
     def inbound_for(self, sender: str, limit: int = 50) -> list[InboundRecord]:
         rows = self._c.execute(
             "SELECT * FROM inbound_sms WHERE sender = ? ORDER BY id DESC LIMIT ?", (sender, limit)
         )
-        return [InboundRecord(**dict(r)) for r in rows]
+        return [self._inbound(r) for r in rows]
 
     def find_frame(self, key_id: int, counter: int) -> FrameRecord | None:
         row = self._one("SELECT * FROM frames WHERE key_id = ? AND counter = ?", key_id, counter)

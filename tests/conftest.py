@@ -15,6 +15,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from app import create_app
 from app.bootstrap import Services
 from app.services import admin, payments
+from tests.mongo_server import database_uri, drop_database, mongo_server
 from tests.support import PUBLIC_URL, TWILIO_TOKEN, FakeClock, Phone
 
 
@@ -22,7 +23,7 @@ from tests.support import PUBLIC_URL, TWILIO_TOKEN, FakeClock, Phone
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never read the developer's SMSPAY_* settings."""
     for name in list(os.environ):
-        if name.startswith("SMSPAY_"):
+        if name.startswith("SMSPAY_") and not name.startswith("SMSPAY_TEST_"):
             monkeypatch.delenv(name)
 
 
@@ -31,10 +32,29 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(scope="session")
+def mongo_base_uri() -> Iterator[str]:
+    """One MongoDB-compatible server for the whole run (see tests/mongo_server.py)."""
+    with mongo_server() as uri:
+        yield uri
+
+
+@pytest.fixture(params=["sqlite", "mongo"])
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test that uses the store runs on both backends; yields a MongoDB URI or ''."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    uri = database_uri(request.getfixturevalue("mongo_base_uri"))
+    yield uri
+    drop_database(uri)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> dict[str, Any]:
+def settings(tmp_path: Path, backend: str) -> dict[str, Any]:
     return {
         "data_dir": str(tmp_path / "var"),
+        "mongodb_uri": backend,
         "twilio_auth_token": TWILIO_TOKEN,
         "public_base_url": PUBLIC_URL,
     }
@@ -44,6 +64,7 @@ def settings(tmp_path: Path) -> dict[str, Any]:
 def app(settings: dict[str, Any], clock: FakeClock) -> Iterator[Flask]:
     application = create_app(settings, clock=clock)
     application.config["TESTING"] = True
+    application.extensions["smspay"].store.init()
     yield application
     application.extensions["smspay"].store.close()
 

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 import requests
+from pymongo import MongoClient
 
+from tests.mongo_server import database_uri, drop_database
 from tests.support import TWILIO_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,16 +52,24 @@ class Server:
         return result.stdout
 
     def total_balance(self) -> int:
-        """Sum of every ledger account, read straight from the SQLite file."""
-        import sqlite3
-        from contextlib import closing
-
+        """Sum of every ledger account, read straight from the database."""
+        uri = self.env.get("SMSPAY_MONGODB_URI")
+        if uri:
+            with MongoClient(uri) as client:
+                rows = list(client.get_default_database().accounts.aggregate(
+                    [{"$group": {"_id": None, "t": {"$sum": "$balance"}}}]))  # fmt: skip
+                return int(rows[0]["t"]) if rows else 0
         with closing(sqlite3.connect(self.data_dir / "smspay.sqlite3", timeout=30)) as conn:
             return int(conn.execute("SELECT COALESCE(SUM(balance), 0) FROM accounts").fetchone()[0])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=["sqlite", "mongo"])
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Server]:
+    mongodb_uri = ""
+    if request.param == "mongo":
+        mongodb_uri = database_uri(request.getfixturevalue("mongo_base_uri"))
     data_dir = tmp_path_factory.mktemp("e2e") / "var"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -67,6 +79,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         SMSPAY_TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
         SMSPAY_PUBLIC_BASE_URL=url,
         SMSPAY_LOG_LEVEL="WARNING",
+        SMSPAY_MONGODB_URI=mongodb_uri,
     )
     srv = Server(url, env, data_dir)
     srv.cli("db", "init")
@@ -97,3 +110,5 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             proc.kill()
             proc.wait()
         log.close()
+        if mongodb_uri:
+            drop_database(mongodb_uri)

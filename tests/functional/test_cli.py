@@ -41,7 +41,9 @@ def test_users_add_and_its_errors(runner: FlaskCliRunner) -> None:
     assert "registered already" in fails(
         runner, "users", "add", "--phone", ASHA, "--name", "Again", "--pin", "1234"
     )
-    assert "E.164" in fails(runner, "users", "add", "--phone", "98765", "--name", "X", "--pin", "1234")
+    assert "E.164" in fails(
+        runner, "users", "add", "--phone", "98765", "--name", "X", "--pin", "1234"
+    )
     assert "4 to 6 digits" in fails(
         runner, "users", "add", "--phone", RAVI, "--name", "Ravi", "--pin", "12"
     )
@@ -111,12 +113,15 @@ def test_master_key_rotation_keeps_devices_gateways_and_pins_working(
 
     from app import create_app
 
-    fresh = create_app({"data_dir": str(svc.settings.data_path)}).extensions["smspay"]
+    same_store = {"data_dir": svc.settings.data_dir, "mongodb_uri": svc.settings.mongodb_uri}
+    fresh = create_app(same_store).extensions["smspay"]
     assert tasker_secret(fresh, world.gateway_id) == old_secret
     device = fresh.store.read(lambda tx: tx.get_device(phone.key_id))
     assert fresh.keyring.unwrap(device.wrapped_key, device_key_label(phone.key_id)) == phone.key
     user = fresh.store.read(lambda tx: tx.get_user_by_phone(ASHA))
-    assert fresh.store.atomic(lambda tx: fresh.pins(tx).verify("1234", user.pin_salt, user.pin_hash))
+    assert fresh.store.atomic(
+        lambda tx: fresh.pins(tx).verify("1234", user.pin_salt, user.pin_hash)
+    )
     fresh.store.close()
 
 

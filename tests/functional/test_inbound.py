@@ -396,20 +396,33 @@ def test_malformed_tasker_json_is_400_with_a_reason(
     assert world.svc.store.read(lambda tx: tx.inbound_for(ASHA)) == []
 
 
-def test_store_that_cannot_be_opened_answers_503(
-    client: FlaskClient, app: Any, clock: FakeClock, tmp_path: Any
-) -> None:
+@ROUTES
+def test_store_that_is_down_answers_503_so_the_provider_retries(
+    route: str, routes: Routes, world: World, asha: Phone, ravi: Phone, clock: FakeClock,
+    tmp_path: Any,
+) -> None:  # fmt: skip
+    from storage.mongo import MongoStore
     from storage.sqlite import SqliteStore
 
+    body = asha.pay(RAVI, 100, at=clock.now())
+    real = world.svc.store
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
-    app.extensions["smspay"].__dict__["store"] = SqliteStore(blocker / "db.sqlite3")
-    form = twilio_form(ASHA, "HELP")
-    r = client.post(
-        "/sms/twilio", data=form, headers={"X-Twilio-Signature": twilio_signature(form)}
+    down = (
+        MongoStore("mongodb://127.0.0.1:9/x?directConnection=true", timeout_ms=300)
+        if isinstance(real, MongoStore)
+        else SqliteStore(blocker / "db.sqlite3")
     )
-    assert r.status_code == 503
-    assert r.headers["Retry-After"]
+    world.svc.__dict__["store"] = down
+    try:
+        status, _ = routes.send(route, ASHA, body)
+    finally:
+        world.svc.__dict__["store"] = real
+        down.close()
+    assert status == 503
+    # nothing was lost: the retry, once the store is back, pays once
+    assert "Paid Rs 1.00" in routes.send(route, ASHA, body)[1]
+    assert balances(world) == (100_000 - 100, 100)
 
 
 def test_health(client: FlaskClient) -> None:

@@ -1,0 +1,557 @@
+"""MongoDB as the system of record: several web and worker machines share only the database.
+
+Money moves run in multi-document transactions with majority write concern through
+`ClientSession.with_transaction`, which retries transient errors by calling the unit of work
+again. Debits are conditional (`balance >= amount` in the filter). Exactly-once rests on unique
+indexes; when one refuses a write, the unit of work runs again and finds the winner's record.
+One MongoClient per process, created lazily after gunicorn forks (pymongo is not fork-safe).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from bson import Binary, ObjectId
+from pymongo import ASCENDING, DESCENDING, IndexModel, MongoClient, ReturnDocument
+from pymongo.client_session import ClientSession
+from pymongo.database import Database
+from pymongo.errors import (
+    ConnectionFailure,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
+from pymongo.read_concern import ReadConcern
+from pymongo.uri_parser import parse_uri
+from pymongo.write_concern import WriteConcern
+
+from crypto.replay import ReplayWindow
+from storage.errors import (
+    DuplicateKey,
+    InsufficientFunds,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+    UnbalancedEntry,
+)
+from storage.models import (
+    Device,
+    FrameRecord,
+    InboundRecord,
+    LedgerEntry,
+    OutboundSms,
+    Posting,
+    TaskerGateway,
+    Transaction,
+    TxEvent,
+    TxKind,
+    TxState,
+    User,
+)
+
+T = TypeVar("T")
+DEFAULT_DATABASE = "smspay"
+DUPLICATE_RETRIES = 3
+FRAME_TTL_SECONDS = 90 * 86_400  # the window refuses old counters; the answers can expire
+LIVE_STATES = ["PENDING", "PROCESSING", "SUCCESS", "FLAGGED"]
+
+INDEXES: dict[str, list[IndexModel]] = {
+    "users": [IndexModel("phone", unique=True, name="phone_unique")],
+    "devices": [
+        IndexModel([("user_id", ASCENDING)], name="user"),
+        IndexModel([("phone", ASCENDING)], name="phone"),
+    ],
+    "inbound_sms": [
+        IndexModel(
+            [("route", ASCENDING), ("provider_message_id", ASCENDING)],
+            unique=True,
+            partialFilterExpression={"provider_message_id": {"$type": "string"}},
+            name="provider_message_unique",
+        ),
+        IndexModel([("sender", ASCENDING), ("received_at", DESCENDING)], name="sender_time"),
+    ],
+    "frames": [IndexModel("expires", expireAfterSeconds=0, name="expiry_ttl")],
+    "ledger_entries": [IndexModel("reference", name="reference")],
+    "transactions": [
+        IndexModel([("payer_id", ASCENDING), ("created_at", DESCENDING)], name="payer_time"),
+        IndexModel([("payer_phone", ASCENDING), ("created_at", DESCENDING)], name="payer_phone"),
+        IndexModel([("payee", ASCENDING), ("created_at", DESCENDING)], name="payee_time"),
+        IndexModel([("state", ASCENDING), ("created_at", DESCENDING)], name="state_time"),
+        IndexModel([("created_at", DESCENDING)], name="time"),
+    ],
+    "outbox_sms": [IndexModel([("status", ASCENDING), ("created_at", ASCENDING)], name="status")],
+}
+
+
+def _strip(doc: dict[str, Any], *drop: str) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k not in drop}
+
+
+def _bytes(value: Any) -> bytes:
+    return bytes(value) if value is not None else b""
+
+
+class MongoTx:
+    """The contract's `Tx` over one database, inside a session's transaction (or none)."""
+
+    def __init__(self, db: Database[dict[str, Any]], session: ClientSession | None) -> None:
+        self._db, self._s = db, session
+
+    def _insert(self, collection: str, doc: dict[str, Any]) -> Any:
+        try:
+            return self._db[collection].insert_one(doc, session=self._s).inserted_id
+        except DuplicateKeyError as exc:
+            raise DuplicateKey(str(exc)) from exc
+
+    def _update(self, collection: str, filter_: dict[str, Any], update: dict[str, Any]) -> None:
+        if self._db[collection].update_one(filter_, update, session=self._s).matched_count != 1:
+            raise NotFound(f"{collection} {filter_}")
+
+    def _find(self, collection: str, filter_: dict[str, Any]) -> dict[str, Any] | None:
+        return self._db[collection].find_one(filter_, session=self._s)
+
+    # users
+    @staticmethod
+    def _user(d: dict[str, Any]) -> User:
+        return User(
+            **{
+                **_strip(d, "_id"),
+                "id": d["_id"],
+                "pin_salt": _bytes(d["pin_salt"]),
+                "pin_hash": _bytes(d["pin_hash"]),
+            }
+        )
+
+    def insert_user(self, user: User) -> None:
+        doc = {**_strip(user.__dict__, "id"), "_id": user.id}
+        self._insert("users", doc)
+
+    def get_user(self, user_id: str) -> User | None:
+        d = self._find("users", {"_id": user_id})
+        return self._user(d) if d else None
+
+    def get_user_by_phone(self, phone: str) -> User | None:
+        d = self._find("users", {"phone": phone})
+        return self._user(d) if d else None
+
+    def set_pin_state(self, user_id: str, failed_attempts: int, locked_until: float | None) -> None:
+        self._update(
+            "users",
+            {"_id": user_id},
+            {"$set": {"failed_pin_attempts": failed_attempts, "locked_until": locked_until}},
+        )
+
+    # ledger
+    def create_account(self, account: str, allow_negative: bool = False) -> None:
+        self._insert("accounts", {"_id": account, "balance": 0, "allow_negative": allow_negative})
+
+    def balance(self, account: str) -> int:
+        d = self._find("accounts", {"_id": account})
+        if d is None:
+            raise NotFound(f"account {account}")
+        return int(d["balance"])
+
+    def post_entry(self, reference: str, postings: Sequence[Posting], at: float) -> None:
+        if len(postings) < 2 or sum(p.amount for p in postings) != 0:
+            raise UnbalancedEntry(f"entry for {reference} does not balance")
+        for p in postings:
+            cond: dict[str, Any] = {"_id": p.account}
+            if p.amount < 0:
+                cond["$or"] = [{"allow_negative": True}, {"balance": {"$gte": -p.amount}}]
+            result = self._db.accounts.update_one(
+                cond, {"$inc": {"balance": p.amount}}, session=self._s
+            )
+            if result.matched_count != 1:
+                if self._find("accounts", {"_id": p.account}) is None:
+                    raise NotFound(f"account {p.account}")
+                raise InsufficientFunds(p.account)
+        self._insert(
+            "ledger_entries",
+            {
+                "reference": reference,
+                "created_at": at,
+                "postings": [{"account": p.account, "amount": p.amount} for p in postings],
+            },
+        )
+
+    def entries(self, reference: str) -> list[LedgerEntry]:
+        docs = self._db.ledger_entries.find({"reference": reference}, session=self._s).sort("_id")
+        return [
+            LedgerEntry(
+                str(d["_id"]),
+                reference,
+                tuple(Posting(p["account"], p["amount"]) for p in d["postings"]),
+                d["created_at"],
+            )
+            for d in docs
+        ]
+
+    def total_balance(self) -> int:
+        rows = list(
+            self._db.accounts.aggregate(
+                [{"$group": {"_id": None, "total": {"$sum": "$balance"}}}], session=self._s
+            )
+        )
+        return int(rows[0]["total"]) if rows else 0
+
+    # devices and gateways
+    @staticmethod
+    def _device(d: dict[str, Any]) -> Device:
+        window = ReplayWindow(
+            d["window_highest"], int.from_bytes(_bytes(d["window_bitmap"]), "big")
+        )
+        return Device(
+            d["_id"],
+            d["user_id"],
+            d["phone"],
+            _bytes(d["wrapped_key"]),
+            d["created_at"],
+            window,
+            d.get("last_seen_at"),
+            d["active"],
+        )
+
+    def insert_device(self, device: Device) -> None:
+        self._insert(
+            "devices",
+            {
+                "_id": device.key_id,
+                "user_id": device.user_id,
+                "phone": device.phone,
+                "wrapped_key": Binary(device.wrapped_key),
+                "created_at": device.created_at,
+                "window_highest": device.window.highest,
+                "window_bitmap": Binary(device.window.bitmap.to_bytes(8, "big")),
+                "last_seen_at": device.last_seen_at,
+                "active": device.active,
+            },
+        )
+
+    def get_device(self, key_id: int) -> Device | None:
+        d = self._find("devices", {"_id": key_id})
+        return self._device(d) if d else None
+
+    def devices(self) -> list[Device]:
+        return [self._device(d) for d in self._db.devices.find({}, session=self._s).sort("_id")]
+
+    def save_window(self, key_id: int, window: ReplayWindow, seen_at: float) -> None:
+        self._update(
+            "devices",
+            {"_id": key_id},
+            {
+                "$set": {
+                    "window_highest": window.highest,
+                    "window_bitmap": Binary(window.bitmap.to_bytes(8, "big")),
+                    "last_seen_at": seen_at,
+                }
+            },
+        )
+
+    def set_device_key(self, key_id: int, wrapped_key: bytes) -> None:
+        self._update("devices", {"_id": key_id}, {"$set": {"wrapped_key": Binary(wrapped_key)}})
+
+    def deactivate_devices(self, user_id: str) -> int:
+        result = self._db.devices.update_many(
+            {"user_id": user_id, "active": True}, {"$set": {"active": False}}, session=self._s
+        )
+        return result.modified_count
+
+    @staticmethod
+    def _gateway(d: dict[str, Any]) -> TaskerGateway:
+        return TaskerGateway(
+            d["_id"], _bytes(d["wrapped_secret"]), d["created_at"], d.get("last_seen_at")
+        )
+
+    def insert_gateway(self, gateway: TaskerGateway) -> None:
+        self._insert(
+            "tasker_gateways",
+            {
+                "_id": gateway.id,
+                "wrapped_secret": Binary(gateway.wrapped_secret),
+                "created_at": gateway.created_at,
+                "last_seen_at": gateway.last_seen_at,
+            },
+        )
+
+    def get_gateway(self, gateway_id: str) -> TaskerGateway | None:
+        d = self._find("tasker_gateways", {"_id": gateway_id})
+        return self._gateway(d) if d else None
+
+    def gateways(self) -> list[TaskerGateway]:
+        docs = self._db.tasker_gateways.find({}, session=self._s).sort("_id")
+        return [self._gateway(d) for d in docs]
+
+    def set_gateway_secret(self, gateway_id: str, wrapped_secret: bytes) -> None:
+        self._update(
+            "tasker_gateways",
+            {"_id": gateway_id},
+            {"$set": {"wrapped_secret": Binary(wrapped_secret)}},
+        )
+
+    def touch_gateway(self, gateway_id: str, seen_at: float) -> None:
+        self._update("tasker_gateways", {"_id": gateway_id}, {"$set": {"last_seen_at": seen_at}})
+
+    # inbound SMS and frames
+    @staticmethod
+    def _inbound(d: dict[str, Any]) -> InboundRecord:
+        return InboundRecord(**{**_strip(d, "_id"), "id": str(d["_id"])})
+
+    def find_inbound(self, route: str, provider_message_id: str) -> InboundRecord | None:
+        d = self._find("inbound_sms", {"route": route, "provider_message_id": provider_message_id})
+        return self._inbound(d) if d else None
+
+    def insert_inbound(self, record: InboundRecord) -> None:
+        self._insert("inbound_sms", _strip(record.__dict__, "id"))
+
+    def count_redelivery(self, inbound_id: str) -> None:
+        self._update("inbound_sms", {"_id": ObjectId(inbound_id)}, {"$inc": {"deliveries": 1}})
+
+    def inbound_for(self, sender: str, limit: int = 50) -> list[InboundRecord]:
+        docs = self._db.inbound_sms.find({"sender": sender}, session=self._s)
+        return [self._inbound(d) for d in docs.sort("_id", DESCENDING).limit(limit)]
+
+    def find_frame(self, key_id: int, counter: int) -> FrameRecord | None:
+        d = self._find("frames", {"_id": f"{key_id}:{counter}"})
+        return FrameRecord(**_strip(d, "_id", "expires")) if d else None
+
+    def insert_frame(self, record: FrameRecord) -> None:
+        from datetime import UTC, datetime
+
+        expires = datetime.fromtimestamp(record.processed_at + FRAME_TTL_SECONDS, UTC)
+        self._insert(
+            "frames",
+            {**record.__dict__, "_id": f"{record.key_id}:{record.counter}", "expires": expires},
+        )
+
+    # transactions
+    @staticmethod
+    def _txn(d: dict[str, Any]) -> Transaction:
+        fields = _strip(d, "_id", "events")
+        return Transaction(
+            **{
+                **fields,
+                "reference": d["_id"],
+                "kind": TxKind(d["kind"]),
+                "state": TxState(d["state"]),
+            }
+        )
+
+    def insert_transaction(self, txn: Transaction, reason: str) -> None:
+        doc = {
+            **_strip(txn.__dict__, "reference"),
+            "_id": txn.reference,
+            "kind": txn.kind.value,
+            "state": txn.state.value,
+            "events": [{"state": txn.state.value, "reason": reason, "at": txn.created_at}],
+        }
+        self._insert("transactions", doc)
+
+    def set_state(self, reference: str, state: TxState, reason: str, at: float) -> None:
+        self._update(
+            "transactions",
+            {"_id": reference},
+            {
+                "$set": {"state": state.value, "reason": reason, "updated_at": at},
+                "$push": {"events": {"state": state.value, "reason": reason, "at": at}},
+            },
+        )
+
+    def get_transaction(self, reference: str) -> Transaction | None:
+        d = self._find("transactions", {"_id": reference})
+        return self._txn(d) if d else None
+
+    def events(self, reference: str) -> list[TxEvent]:
+        d = self._db.transactions.find_one({"_id": reference}, {"events": 1}, session=self._s)
+        events = d["events"] if d else []
+        return [TxEvent(reference, TxState(e["state"]), e["reason"], e["at"]) for e in events]
+
+    def debited_since(self, user_id: str, since: float) -> int:
+        rows = list(
+            self._db.transactions.aggregate(
+                [
+                    {
+                        "$match": {
+                            "payer_id": user_id,
+                            "created_at": {"$gte": since},
+                            "state": {"$in": LIVE_STATES},
+                        }
+                    },
+                    {"$group": {"_id": None, "total": {"$sum": "$amount"}}},
+                ],
+                session=self._s,
+            )
+        )
+        return int(rows[0]["total"]) if rows else 0
+
+    def transactions(
+        self, phone: str | None = None, state: TxState | None = None, limit: int = 50
+    ) -> list[Transaction]:
+        query: dict[str, Any] = {}
+        if phone:
+            query["$or"] = [{"payer_phone": phone}, {"payee": phone}]
+        if state:
+            query["state"] = state.value
+        docs = self._db.transactions.find(query, {"events": 0}, session=self._s)
+        return [self._txn(d) for d in docs.sort("created_at", DESCENDING).limit(limit)]
+
+    # outbox
+    def enqueue_sms(self, message: OutboundSms) -> None:
+        self._insert(
+            "outbox_sms",
+            {
+                "recipient": message.to,
+                "body": message.body,
+                "reference": message.reference,
+                "created_at": message.created_at,
+                "status": message.status,
+            },
+        )
+
+    def outbox(self, limit: int = 100) -> list[OutboundSms]:
+        docs = self._db.outbox_sms.find({}, session=self._s).sort("_id").limit(limit)
+        return [
+            OutboundSms(
+                d["recipient"],
+                d["body"],
+                d["created_at"],
+                d.get("reference"),
+                str(d["_id"]),
+                d["status"],
+            )
+            for d in docs
+        ]
+
+    # meta
+    def get_meta(self, key: str) -> bytes | None:
+        d = self._find("meta", {"_id": key})
+        return _bytes(d["value"]) if d else None
+
+    def put_meta_if_absent(self, key: str, value: bytes) -> bytes:
+        d = self._db.meta.find_one_and_update(
+            {"_id": key},
+            {"$setOnInsert": {"value": Binary(value)}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+            session=self._s,
+        )
+        assert d is not None
+        return _bytes(d["value"])
+
+    def set_meta(self, key: str, value: bytes) -> None:
+        self._db.meta.update_one(
+            {"_id": key}, {"$set": {"value": Binary(value)}}, upsert=True, session=self._s
+        )
+
+
+class MongoStore:
+    """MongoDB backend: a replica set (or Atlas) is required for transactions."""
+
+    def __init__(self, uri: str, timeout_ms: int = 5_000) -> None:
+        self.uri = uri
+        self.database_name = parse_uri(uri).get("database") or DEFAULT_DATABASE
+        self._timeout_ms = timeout_ms
+        self._client: MongoClient[dict[str, Any]] | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+        self._checked = False
+
+    def __repr__(self) -> str:  # the URI may carry a password
+        return f"MongoStore(database={self.database_name!r})"
+
+    @property
+    def db(self) -> Database[dict[str, Any]]:
+        """This process's handle on the database (a new client after fork)."""
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                self._client = MongoClient(
+                    self.uri,
+                    serverSelectionTimeoutMS=self._timeout_ms,
+                    connectTimeoutMS=self._timeout_ms,
+                    socketTimeoutMS=3 * self._timeout_ms,
+                    retryWrites=True,
+                    w="majority",
+                    tz_aware=False,
+                    appname="smspay",
+                )
+                self._pid = os.getpid()
+        return self._client.get_database(self.database_name)
+
+    def _check_ready(self) -> None:
+        if self._checked:
+            return
+        names = self._call(lambda: self.db.users.index_information())
+        if "phone_unique" not in names:
+            raise StoreError("MongoDB indexes are missing: run `flask --app wsgi db init`")
+        self._checked = True
+
+    @staticmethod
+    def _call(fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except (ConnectionFailure, ServerSelectionTimeoutError) as exc:
+            raise StoreUnavailable(f"MongoDB unreachable: {type(exc).__name__}") from exc
+
+    def atomic(self, fn: Callable[[MongoTx], T]) -> T:
+        """Run `fn` in a majority-committed transaction, again on transient or duplicate errors."""
+        self._check_ready()
+        for attempt in range(DUPLICATE_RETRIES + 1):
+            try:
+                return self._call(lambda: self._transaction(fn))
+            except DuplicateKey:
+                if attempt == DUPLICATE_RETRIES:
+                    raise
+            except OperationFailure as exc:
+                raise StoreUnavailable(f"MongoDB refused the transaction: {exc.code}") from exc
+        raise AssertionError("unreachable")
+
+    def _transaction(self, fn: Callable[[MongoTx], T]) -> T:
+        db = self.db
+
+        def callback(session: ClientSession) -> T:
+            return fn(MongoTx(db, session))
+
+        with db.client.start_session() as session:
+            result: T = session.with_transaction(
+                callback,
+                read_concern=ReadConcern("snapshot"),
+                write_concern=WriteConcern("majority"),
+            )
+        return result
+
+    def read(self, fn: Callable[[MongoTx], T]) -> T:
+        """Run `fn` without a transaction (reads only)."""
+        self._check_ready()
+        db = self.db
+        try:
+            return self._call(lambda: fn(MongoTx(db, None)))
+        except OperationFailure as exc:
+            raise StoreUnavailable(f"MongoDB refused the query: {exc.code}") from exc
+
+    def init(self) -> None:
+        """Create collections and indexes (idempotent)."""
+        db = self.db
+        try:
+            existing = set(self._call(db.list_collection_names))
+            for name in [*INDEXES, "accounts", "meta", "tasker_gateways"]:
+                if name not in existing:
+                    db.create_collection(name)
+            for name, models in INDEXES.items():
+                db[name].create_indexes(models)
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"cannot prepare MongoDB: {exc}") from exc
+        self._checked = False
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the server answers."""
+        self._call(lambda: self.db.command("ping"))
+
+    def close(self) -> None:
+        """Close this process's client."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None

@@ -13,8 +13,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest

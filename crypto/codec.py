@@ -73,9 +73,7 @@ def encode(key: bytes, key_id: int, counter: int, phone: str, plaintext: str | b
         )
     header = HEADER.pack(VERSION, key_id, counter)
     sealed = AESGCM(key).encrypt(nonce_for(key_id, counter), data, associated_data(header, phone))
-    text = PREFIX + base64.b64encode(header + sealed).decode("ascii").rstrip("=")
-    assert len(text) <= MAX_SMS_CHARS
-    return text
+    return PREFIX + base64.b64encode(header + sealed).decode("ascii").rstrip("=")
 
 
 def looks_like_frame(text: str) -> bool:
@@ -96,7 +94,7 @@ class SealedFrame:
     def parse(cls, text: str) -> SealedFrame:
         """Parse the SMS text; raises InvalidMessage for anything that is not a v1 frame."""
         body = text.strip()
-        if len(body) > MAX_SMS_CHARS + 3:  # a frame is one SMS (3 for optional "=" padding)
+        if len(body.rstrip("=")) > MAX_SMS_CHARS:  # a frame is one SMS, padding aside
             raise InvalidMessage("longer than one SMS")
         if not body.startswith(PREFIX.rstrip()):
             raise InvalidMessage("missing SP1 prefix")

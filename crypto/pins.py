@@ -14,7 +14,7 @@ import re
 import secrets
 
 SALT_SIZE = 16
-PIN_PATTERN = re.compile(r"\d{4,6}")
+PIN_PATTERN = re.compile(r"[0-9]{4,6}")  # ASCII digits only: \d also matches "١٢٣٤"
 
 
 def is_valid_pin(pin: str) -> bool:
@@ -46,5 +46,6 @@ class PinHasher:
 
     def verify(self, pin: str, salt: bytes, expected: bytes) -> bool:
         """Constant-time comparison of a candidate PIN against the stored value."""
-        candidate = self.hash(pin, salt) if is_valid_pin(pin) else b"\x00" * 32
-        return hmac.compare_digest(candidate, expected)
+        if not is_valid_pin(pin):
+            return False
+        return hmac.compare_digest(self.hash(pin, salt), expected)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -24,7 +25,7 @@ REFERENCE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 REFERENCE_LENGTH = 10
 REFERENCE = re.compile(f"[{REFERENCE_ALPHABET}]{{{REFERENCE_LENGTH}}}")
 MAX_AMOUNT_PAISE = 10**10  # Rs 10 crore: far above any limit, and keeps replies in one SMS
-_LOCATION = re.compile(r"(-?\d{1,2}(?:\.\d{1,4})?),(-?\d{1,3}(?:\.\d{1,4})?)")
+_LOCATION = re.compile(r"(-?[0-9]{1,2}(?:\.[0-9]{1,4})?),(-?[0-9]{1,3}(?:\.[0-9]{1,4})?)")
 
 
 class InvalidInstruction(ValueError):
@@ -68,7 +69,19 @@ class Status:
 Instruction = Pay | Balance | Status
 
 _unix_time = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
-_pin = fields.String(required=True, validate=validate.Regexp(PIN_PATTERN, error="bad PIN format"))
+
+
+def _whole(pattern: re.Pattern[str]) -> Callable[[str], None]:
+    """A validator that matches the whole value (marshmallow's Regexp anchors only the start)."""
+
+    def check(value: str) -> None:
+        if pattern.fullmatch(value) is None:
+            raise ValidationError("bad format")
+
+    return check
+
+
+_pin = fields.String(required=True, validate=_whole(PIN_PATTERN))
 
 
 def _digits(text: str) -> int | str:
@@ -104,9 +117,7 @@ class BalanceSchema(Schema):
 
 
 class StatusSchema(Schema):
-    reference = fields.String(
-        required=True, validate=validate.Regexp(REFERENCE, error="bad reference")
-    )
+    reference = fields.String(required=True, validate=_whole(REFERENCE))
     sent_at = _unix_time
 
 
@@ -190,7 +201,7 @@ def format_status(reference: str, sent_at: int) -> str:
 
 def parse_rupees(text: str) -> int:
     """'250', '250.5' or '250.00' rupees -> paise; raises ValueError for anything else."""
-    if not re.fullmatch(r"\d{1,10}(\.\d{1,2})?", text.strip()):
+    if not re.fullmatch(r"[0-9]{1,10}(\.[0-9]{1,2})?", text.strip()):
         raise ValueError(f"not an amount in rupees: {text!r}")
     return int(Decimal(text.strip()) * 100)
 

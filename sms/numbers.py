@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-E164 = re.compile(r"\+[1-9]\d{6,14}")
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # ASCII digits only
 VPA = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-_]{1,255}@[A-Za-z][A-Za-z0-9]{1,63}")
 
 

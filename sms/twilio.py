@@ -20,10 +20,11 @@ class MalformedTwilioRequest(ValueError):
 def signature_is_valid(
     auth_token: str, url: str, params: Mapping[str, str], signature: str | None
 ) -> bool:
-    """Check X-Twilio-Signature with Twilio's own validator."""
+    """Check X-Twilio-Signature with Twilio's own validator (params may be a MultiDict, so a
+    repeated field is signed as Twilio signed it)."""
     if not auth_token or not signature:
         return False
-    return bool(RequestValidator(auth_token).validate(url, dict(params), signature))
+    return bool(RequestValidator(auth_token).validate(url, params, signature))
 
 
 def parse_form(form: Mapping[str, str], received_at: float) -> InboundSms:

@@ -33,14 +33,13 @@ def twilio_inbound() -> Response:
     """Twilio's incoming-message webhook; answers with TwiML."""
     svc = services()
     signature = request.headers.get("X-Twilio-Signature")
-    form = request.form.to_dict(flat=True)
     if not twilio.signature_is_valid(
-        svc.settings.twilio_auth_token, _twilio_url(), form, signature
+        svc.settings.twilio_auth_token, _twilio_url(), request.form, signature
     ):
         log.warning("twilio webhook refused: bad signature")
         abort(403)
     try:
-        sms = twilio.parse_form(form, svc.clock.now())
+        sms = twilio.parse_form(request.form.to_dict(flat=True), svc.clock.now())
     except twilio.MalformedTwilioRequest as exc:
         abort(400, str(exc))
     reply = handle_inbound_sms(svc, sms)

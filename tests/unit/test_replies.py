@@ -35,8 +35,16 @@ FILLED = {
     **{f"failed:{r}": replies.payment_failed(BIG, LONG_PARTY, r, REF, BIG) for r in REASONS},
     **{
         name: getattr(replies, name)
-        for name in ("UNREADABLE", "REPLAYED", "EXPIRED", "NOT_UNDERSTOOD", "UNKNOWN_SENDER",
-                     "HELP", "USAGE", "TRY_LATER")
+        for name in (
+            "UNREADABLE",
+            "REPLAYED",
+            "EXPIRED",
+            "NOT_UNDERSTOOD",
+            "UNKNOWN_SENDER",
+            "HELP",
+            "USAGE",
+            "TRY_LATER",
+        )
     },  # fmt: skip
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,10 +16,19 @@ from app.bootstrap import MASTER_KEY_FILE as KEY_FILE
 from app.bootstrap import NEXT_MASTER_KEY_FILE, Services, write_key_file
 from app.config import documented_settings
 from app.services import admin, errors, payments
-from crypto.keys import KeyRing, MasterKey, generate_key
+from crypto.keys import (
+    PIN_KEY_LABEL,
+    KeyRing,
+    MasterKey,
+    UnwrapError,
+    device_key_label,
+    gateway_secret_label,
+    generate_key,
+)
 from sms.instructions import format_rupees, parse_rupees
-from storage.errors import StoreUnavailable
-from storage.models import Transaction, TxState
+from storage import transfer
+from storage.errors import StoreError, StoreUnavailable
+from storage.models import Device, TaskerGateway, Transaction, TxState
 
 db_cli = AppGroup("db", help="The store.")
 users_cli = AppGroup("users", help="Registered users.")
@@ -52,6 +62,85 @@ def db_init() -> None:
     except StoreUnavailable as exc:
         raise _fail(exc) from exc
     click.echo(f"store ready: {svc.store!r}")
+
+
+def _counts(summary: transfer.Summary) -> str:
+    counts = ", ".join(f"{n} {kind}" for kind, n in summary.counts.items())
+    return f"{counts}; total balance {format_rupees(summary.total_balance)}"
+
+
+@db_cli.command("export")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def db_export(out: Path) -> None:
+    """Write every record of the store to a JSON-lines file (secrets stay wrapped)."""
+    partial = out.with_name(out.name + ".partial")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            summary = transfer.write_export(_svc().store, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, out)  # never a half-written file under the final name
+    except StoreError as exc:
+        partial.unlink(missing_ok=True)
+        raise _fail(exc) from exc
+    click.echo(f"exported {summary.records} records to {out}: {_counts(summary)}")
+    click.echo(
+        "The master key is NOT in the file: device keys, gateway secrets and the PIN key stay"
+        " wrapped under it, so the target must run with the same master key"
+        " (SMSPAY_MASTER_KEY, or this DATA_DIR's master.key)."
+    )
+
+
+def _unwraps(svc: Services) -> Callable[[transfer.Record], None]:
+    """A check that every wrapped secret in the file opens under this installation's keys."""
+
+    def check(record: transfer.Record) -> None:
+        if isinstance(record, transfer.MetaValue) and record.key == PIN_KEY_LABEL:
+            blob, label, what = record.value, PIN_KEY_LABEL, "the PIN key"
+        elif isinstance(record, Device):
+            blob, label = record.wrapped_key, device_key_label(record.key_id)
+            what = f"device key {record.key_id}"
+        elif isinstance(record, TaskerGateway):
+            blob, label = record.wrapped_secret, gateway_secret_label(record.id)
+            what = f"the secret of gateway {record.id}"
+        else:
+            return
+        try:
+            svc.keyring.unwrap(blob, label)
+        except UnwrapError as exc:
+            raise transfer.TransferError(
+                f"{what} does not unwrap under this installation's master key ({exc}); run the"
+                " import with the source's master key"
+            ) from None
+
+    return check
+
+
+@db_cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def db_import(file: Path) -> None:
+    """Load an export into this store, which must be empty; then check counts and balances."""
+    svc = _svc()
+    try:
+        with file.open(encoding="utf-8") as f:
+            expected = transfer.scan(f, check=_unwraps(svc))  # the whole file, before any write
+        transfer.ensure_empty(svc.store)
+        with (
+            file.open(encoding="utf-8") as f,
+            click.progressbar(length=expected.summary.records, label="importing") as bar,
+        ):
+            _, records = transfer.read_export(f)
+            transfer.import_records(svc.store, records, bar.update)
+        problems = transfer.verify(svc.store, expected)
+    except StoreError as exc:
+        raise _fail(exc) from exc
+    if problems:
+        for problem in problems:
+            click.echo(f"MISMATCH {problem}", err=True)
+        raise click.ClickException("the imported store does not match the file")
+    click.echo(f"verified: {_counts(expected.summary)}; every account balance matches")
 
 
 @users_cli.command("add")

@@ -11,7 +11,7 @@ the backend runs `fn` again, and `fn` then finds the winner's record and answers
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, TypeVar
 
 from crypto.replay import ReplayWindow
@@ -28,6 +28,7 @@ from storage.models import (
     TxState,
     User,
 )
+from storage.transfer import Record
 
 T = TypeVar("T")
 
@@ -89,6 +90,12 @@ class Tx(Protocol):
     def get_meta(self, key: str) -> bytes | None: ...
     def put_meta_if_absent(self, key: str, value: bytes) -> bytes: ...
     def set_meta(self, key: str, value: bytes) -> None: ...
+
+    # whole-store export and import: records of one kind (storage/transfer.py), in a stable
+    # order; `load` inserts them as they are (balances included), generated ids anew but in order
+    def count(self, kind: str) -> int: ...
+    def dump(self, kind: str) -> Iterator[Record]: ...
+    def load(self, kind: str, records: Sequence[Record]) -> None: ...
 
 
 class Store(Protocol):

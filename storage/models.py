@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from crypto.replay import ReplayWindow
 
@@ -23,9 +24,16 @@ class TxKind(StrEnum):
 
     TRANSFER = "transfer"  # wallet to wallet, inside the service
     CASH_IN = "cash_in"  # an agent took cash and credited the wallet
+    PAYOUT = "payout"  # wallet to a UPI id outside the service, through a gateway
+    TOP_UP = "top_up"  # a payment link paid through a gateway credits the wallet
 
 
+# System accounts. Money enters through cash_in and gateway_in (which go negative by what came
+# in) and leaves through payouts_settled, so the sum over all accounts is always zero.
 CASH_IN_ACCOUNT = "system:cash_in"
+GATEWAY_IN_ACCOUNT = "system:gateway_in"
+PAYOUTS_IN_FLIGHT_ACCOUNT = "system:payouts_in_flight"
+PAYOUTS_SETTLED_ACCOUNT = "system:payouts_settled"
 
 
 def user_account(user_id: str) -> str:
@@ -163,3 +171,44 @@ class OutboundSms:
     reference: str | None = None
     id: str | None = None
     status: str = "pending"
+
+
+class JobStatus(StrEnum):
+    """A job in the durable outbox: waiting, leased to a worker, finished, or given up on."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class Job:
+    """Slow work (a payout, a status poll, an SMS) written in the same unit of work as the state
+    change that needs it, and run later by a worker that holds a lease on it."""
+
+    id: str
+    kind: str
+    key: str  # unique: enqueueing the same work twice keeps one job
+    payload: dict[str, Any]
+    status: JobStatus
+    attempts: int
+    run_after: float
+    created_at: float
+    updated_at: float
+    lease_owner: str | None = None
+    lease_until: float | None = None
+    last_error: str = ""
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """A gateway webhook event, recorded once per provider event id."""
+
+    provider: str
+    event_id: str
+    kind: str
+    reference: str
+    status: str
+    received_at: float
+    outcome: str = ""

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from bson import Binary, ObjectId
@@ -19,6 +20,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, MongoClient, ReturnDocume
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
 from pymongo.errors import (
+    BulkWriteError,
     ConnectionFailure,
     DuplicateKeyError,
     OperationFailure,
@@ -52,6 +54,7 @@ from storage.models import (
     TxState,
     User,
 )
+from storage.transfer import KINDS, RECORDS, Account, History, MetaValue, Record
 
 T = TypeVar("T")
 DEFAULT_DATABASE = "smspay"
@@ -446,11 +449,151 @@ class MongoTx:
             {"_id": key}, {"$set": {"value": Binary(value)}}, upsert=True, session=self._s
         )
 
+    # whole-store export and import (storage/transfer.py)
+    @staticmethod
+    def _collection(kind: str) -> str:
+        if kind not in KINDS:  # every kind is a collection of that name
+            raise ValueError(f"unknown kind {kind!r}")
+        return kind
+
+    def count(self, kind: str) -> int:
+        """How many records of one kind the database holds."""
+        return self._db[self._collection(kind)].count_documents({}, session=self._s)
+
+    def dump(self, kind: str) -> Iterator[Record]:
+        """Every record of one kind, by _id (the order of the SQLite dump too)."""
+        builders: dict[str, Callable[[dict[str, Any]], Record]] = {
+            "meta": lambda d: MetaValue(d["_id"], _bytes(d["value"])),
+            "users": self._user,
+            "accounts": lambda d: Account(d["_id"], int(d["balance"]), bool(d["allow_negative"])),
+            "devices": self._device,
+            "tasker_gateways": self._gateway,
+            "transactions": lambda d: History(
+                self._txn(d),
+                tuple(
+                    TxEvent(d["_id"], TxState(e["state"]), e["reason"], e["at"])
+                    for e in d["events"]
+                ),
+            ),  # fmt: skip
+            "ledger_entries": lambda d: LedgerEntry(
+                str(d["_id"]),
+                d["reference"],
+                tuple(Posting(p["account"], p["amount"]) for p in d["postings"]),
+                d["created_at"],
+            ),
+            "inbound_sms": self._inbound,
+            "frames": lambda d: FrameRecord(**_strip(d, "_id", "expires")),
+            "outbox_sms": lambda d: OutboundSms(
+                d["recipient"],
+                d["body"],
+                d["created_at"],
+                d.get("reference"),
+                str(d["_id"]),
+                d["status"],
+            ),  # fmt: skip
+        }
+        docs = self._db[self._collection(kind)].find({}, session=self._s).sort("_id")
+        return map(builders[kind], docs)
+
+    def load(self, kind: str, records: Sequence[Record]) -> None:
+        """Insert exported records as they are, in bulk; generated ids are new but in order."""
+        expected = RECORDS[self._collection(kind)]
+        if any(type(r) is not expected for r in records):
+            raise TypeError(f"not all records are {kind}")
+        if kind == "meta":
+            for r in records:
+                assert isinstance(r, MetaValue)
+                self.set_meta(r.key, r.value)
+            return
+        docs = [self._import_doc(r) for r in records]
+        if kind in ("ledger_entries", "inbound_sms", "outbox_sms") and docs:
+            for doc, new_id in zip(docs, self._next_ids(kind, len(docs)), strict=True):
+                doc["_id"] = new_id
+        if not docs:
+            return
+        try:
+            self._db[kind].insert_many(docs, ordered=True, session=self._s)
+        except BulkWriteError as exc:
+            if any(e.get("code") == 11000 for e in exc.details.get("writeErrors", [])):
+                raise DuplicateKey(f"{kind}: {exc}") from exc
+            raise
+
+    def _next_ids(self, collection: str, n: int) -> list[ObjectId]:
+        """`n` ascending ObjectIds above every existing one: imported records keep their order.
+
+        Client-made ObjectIds are not always ascending (their counter starts at random and wraps).
+        """
+        last = self._db[collection].find_one(
+            {}, {"_id": 1}, sort=[("_id", DESCENDING)], session=self._s
+        )
+        start = int.from_bytes(ObjectId.from_datetime(datetime.now(UTC)).binary, "big")
+        if last is not None and isinstance(last["_id"], ObjectId):
+            start = max(start, int.from_bytes(last["_id"].binary, "big") + 1)
+        return [ObjectId((start + i).to_bytes(12, "big")) for i in range(n)]
+
+    @staticmethod
+    def _import_doc(r: Record) -> dict[str, Any]:
+        """The document the insert methods above write for a record."""
+        if isinstance(r, User):
+            return {**_strip(r.__dict__, "id"), "_id": r.id}
+        if isinstance(r, Account):
+            return {"_id": r.id, "balance": r.balance, "allow_negative": r.allow_negative}
+        if isinstance(r, Device):
+            return {
+                "_id": r.key_id,
+                "user_id": r.user_id,
+                "phone": r.phone,
+                "wrapped_key": Binary(r.wrapped_key),
+                "created_at": r.created_at,
+                "window_highest": r.window.highest,
+                "window_bitmap": Binary(r.window.bitmap.to_bytes(8, "big")),
+                "last_seen_at": r.last_seen_at,
+                "active": r.active,
+            }
+        if isinstance(r, TaskerGateway):
+            return {
+                "_id": r.id,
+                "wrapped_secret": Binary(r.wrapped_secret),
+                "created_at": r.created_at,
+                "last_seen_at": r.last_seen_at,
+            }
+        if isinstance(r, History):
+            t = r.transaction
+            return {
+                **_strip(t.__dict__, "reference"),
+                "_id": t.reference,
+                "kind": t.kind.value,
+                "state": t.state.value,
+                "events": [
+                    {"state": e.state.value, "reason": e.reason, "at": e.at} for e in r.events
+                ],
+            }
+        if isinstance(r, LedgerEntry):
+            return {
+                "reference": r.reference,
+                "created_at": r.created_at,
+                "postings": [{"account": p.account, "amount": p.amount} for p in r.postings],
+            }
+        if isinstance(r, InboundRecord):
+            return _strip(r.__dict__, "id")
+        if isinstance(r, FrameRecord):
+            expires = datetime.fromtimestamp(r.processed_at + FRAME_TTL_SECONDS, UTC)
+            return {**r.__dict__, "_id": f"{r.key_id}:{r.counter}", "expires": expires}
+        if isinstance(r, OutboundSms):
+            return {
+                "recipient": r.to,
+                "body": r.body,
+                "reference": r.reference,
+                "created_at": r.created_at,
+                "status": r.status,
+            }
+        raise TypeError(f"no document for {type(r).__name__}")
+
 
 class MongoStore:
     """MongoDB backend: a replica set (or Atlas) is required for transactions."""
 
-    def __init__(self, uri: str, timeout_ms: int = 5_000) -> None:
+    def __init__(self, uri: str, timeout_ms: int = 3_000) -> None:
         self.uri = uri
         self.database_name = parse_uri(uri).get("database") or DEFAULT_DATABASE
         self._timeout_ms = timeout_ms

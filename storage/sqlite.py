@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from itertools import groupby
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +37,7 @@ from storage.models import (
     TxState,
     User,
 )
+from storage.transfer import KINDS, RECORDS, Account, History, MetaValue, Record
 
 T = TypeVar("T")
 SCHEMA_VERSION = 1
@@ -390,6 +392,110 @@ class SqliteTx:
 
     def set_meta(self, key: str, value: bytes) -> None:
         self._c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # whole-store export and import (storage/transfer.py)
+    @staticmethod
+    def _table(kind: str) -> str:
+        if kind not in KINDS:  # every kind is a table of that name
+            raise ValueError(f"unknown kind {kind!r}")
+        return kind
+
+    def count(self, kind: str) -> int:
+        """How many records of one kind the store holds."""
+        return int(self._one(f"SELECT COUNT(*) FROM {self._table(kind)}")[0])  # type: ignore[index]
+
+    def dump(self, kind: str) -> Iterator[Record]:
+        """Every record of one kind, in the same order as MongoDB's dump."""
+        if self._table(kind) == "transactions":
+            rows = self._c.execute("SELECT * FROM transactions ORDER BY reference")
+            return (History(t, tuple(self.events(t.reference))) for t in map(self._txn, rows))
+        if kind == "ledger_entries":
+            return self._dump_entries()
+        queries: dict[str, tuple[str, Callable[[sqlite3.Row], Record]]] = {
+            "meta": ("SELECT * FROM meta ORDER BY key", lambda r: MetaValue(r[0], bytes(r[1]))),
+            "users": ("SELECT * FROM users ORDER BY id", lambda r: User(**dict(r))),
+            "accounts": (
+                "SELECT * FROM accounts ORDER BY id",
+                lambda r: Account(r["id"], r["balance"], bool(r["allow_negative"])),
+            ),
+            "devices": ("SELECT * FROM devices ORDER BY key_id", self._device),
+            "tasker_gateways": (
+                "SELECT * FROM tasker_gateways ORDER BY id",
+                lambda r: TaskerGateway(**dict(r)),
+            ),
+            "inbound_sms": ("SELECT * FROM inbound_sms ORDER BY id", self._inbound),
+            "frames": (  # MongoDB's order: by the text "<key_id>:<counter>"
+                "SELECT * FROM frames ORDER BY key_id || ':' || counter",
+                lambda r: FrameRecord(**dict(r)),
+            ),
+            "outbox_sms": (
+                "SELECT * FROM outbox_sms ORDER BY id",
+                lambda r: OutboundSms(
+                    r["recipient"],
+                    r["body"],
+                    r["created_at"],
+                    r["reference"],
+                    str(r["id"]),
+                    r["status"],
+                ),  # fmt: skip
+            ),
+        }
+        sql, build = queries[kind]
+        return map(build, self._c.execute(sql))
+
+    def _dump_entries(self) -> Iterator[LedgerEntry]:
+        rows = self._c.execute(
+            "SELECT e.id, e.reference, e.created_at, p.account, p.amount FROM ledger_entries e"
+            " JOIN postings p ON p.entry_id = e.id ORDER BY e.id, p.rowid"
+        )
+        for entry_id, group in groupby(rows, key=lambda r: r["id"]):
+            legs = list(group)
+            postings = tuple(Posting(r["account"], r["amount"]) for r in legs)
+            yield LedgerEntry(str(entry_id), legs[0]["reference"], postings, legs[0]["created_at"])
+
+    def load(self, kind: str, records: Sequence[Record]) -> None:
+        """Insert exported records as they are, in order; generated ids are new."""
+        expected = RECORDS[self._table(kind)]
+        for r in records:
+            if type(r) is not expected:
+                raise TypeError(f"a {type(r).__name__} is not a record of {kind}")
+            if isinstance(r, MetaValue):
+                self.set_meta(r.key, r.value)
+            elif isinstance(r, User):
+                self.insert_user(r)
+            elif isinstance(r, Account):
+                self._insert(
+                    "INSERT INTO accounts VALUES (?, ?, ?)", r.id, r.balance, r.allow_negative
+                )
+            elif isinstance(r, Device):
+                self.insert_device(r)
+            elif isinstance(r, TaskerGateway):
+                self.insert_gateway(r)
+            elif isinstance(r, History):
+                self._load_history(r)
+            elif isinstance(r, LedgerEntry):
+                entry_id = self._insert(
+                    "INSERT INTO ledger_entries (reference, created_at) VALUES (?, ?)",
+                    r.reference, r.created_at,
+                )  # fmt: skip
+                legs = [(entry_id, p.account, p.amount) for p in r.postings]
+                self._c.executemany("INSERT INTO postings VALUES (?, ?, ?)", legs)
+            elif isinstance(r, InboundRecord):
+                self.insert_inbound(r)
+            elif isinstance(r, FrameRecord):
+                self.insert_frame(r)
+            else:
+                self.enqueue_sms(r)
+
+    def _load_history(self, h: History) -> None:
+        t = h.transaction
+        self._insert(
+            "INSERT INTO transactions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            t.reference, t.kind.value, t.amount, t.state.value, t.created_at, t.updated_at,
+            t.payer_id, t.payer_phone, t.payee_id, t.payee, t.reason, t.note, t.channel,
+        )  # fmt: skip
+        for e in h.events:
+            self._event(t.reference, e.state, e.reason, e.at)
 
 
 class SqliteStore:

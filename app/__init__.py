@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.bootstrap import Clock, Services
 from app.config import Settings
+from gateway_clients.base import PaymentGateway
 from storage.contract import Store
 
 
@@ -19,13 +20,14 @@ def create_app(
     *,
     clock: Clock | None = None,
     store: Store | None = None,
+    gateway: PaymentGateway | None = None,
 ) -> Flask:
     """Build the app: settings from SMSPAY_* variables, then `config` overrides (tests)."""
     settings = Settings.from_env(overrides=config)
     app = Flask(__name__)
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024  # webhooks carry one SMS, never more
-    services = Services(settings, store_override=store)
+    services = Services(settings, store_override=store, gateway_override=gateway)
     if clock is not None:
         services.clock = clock
     app.extensions["smspay"] = services

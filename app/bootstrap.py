@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,10 +19,12 @@ from zoneinfo import ZoneInfo
 from app.config import Settings
 from crypto.keys import PIN_KEY_LABEL, KeyRing, MasterKey, generate_key
 from crypto.pins import PinHasher
+from gateway_clients.base import PaymentGateway
 from storage.contract import Store, Tx
 
 log = logging.getLogger(__name__)
 MASTER_KEY_FILE = "master.key"
+SANDBOX_WEBHOOK_SECRET_FILE = "sandbox-webhook.secret"
 NEXT_MASTER_KEY_FILE = "master.key.next"
 
 
@@ -71,6 +74,52 @@ def write_key_file(path: Path, key: MasterKey) -> bool:
     return True
 
 
+def dev_secret(path: Path) -> str:
+    """A random secret kept in a private file, made on first use (development only)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    return path.read_text().strip()
+
+
+def build_gateway(settings: Settings, clock: Clock) -> PaymentGateway:
+    """The configured payout rail; the sandbox unless told otherwise."""
+    if settings.gateway == "razorpay":
+        from gateway_clients.razorpay import RazorpayGateway
+
+        return RazorpayGateway(
+            settings.razorpay_key_id,
+            settings.razorpay_key_secret,
+            settings.razorpayx_account_number,
+            settings.razorpay_webhook_secret,
+            validate_payees=bool(settings.razorpay_validate_payees),
+        )
+    if settings.gateway == "cashfree":
+        from gateway_clients.cashfree import CashfreeGateway
+
+        return CashfreeGateway(
+            settings.cashfree_client_id,
+            settings.cashfree_client_secret,
+            base_url=settings.cashfree_base_url,
+        )
+    from gateway_clients.sandbox import SandboxGateway
+
+    secret = settings.razorpay_webhook_secret or dev_secret(
+        settings.data_path / SANDBOX_WEBHOOK_SECRET_FILE
+    )
+    return SandboxGateway(
+        settings.data_path / "sandbox-gateway.sqlite3",
+        secret,
+        settings.sandbox_webhook_url,
+        settings.sandbox_settle_seconds,
+        clock=clock.now,
+    )
+
+
 def load_keyring(settings: Settings) -> KeyRing:
     """The master key from SMSPAY_MASTER_KEY, or the development key file under DATA_DIR."""
     previous = [MasterKey.from_b64(k) for k in settings.master_key_previous.split(",") if k.strip()]
@@ -99,12 +148,18 @@ class Services:
     settings: Settings
     clock: Clock = field(default_factory=SystemClock)
     store_override: Store | None = None
+    gateway_override: PaymentGateway | None = None
     _pins: PinHasher | None = field(default=None, init=False, repr=False)
 
     @cached_property
     def store(self) -> Store:
         """The configured storage backend."""
         return self.store_override or build_store(self.settings)
+
+    @cached_property
+    def gateway(self) -> PaymentGateway:
+        """The payout rail (Razorpay, Cashfree or the sandbox)."""
+        return self.gateway_override or build_gateway(self.settings, self.clock)
 
     @cached_property
     def keyring(self) -> KeyRing:

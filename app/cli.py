@@ -12,9 +12,10 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from app import cli_settlement
 from app.bootstrap import MASTER_KEY_FILE as KEY_FILE
 from app.bootstrap import NEXT_MASTER_KEY_FILE, Services, write_key_file
-from app.config import documented_settings
+from app.config import documented_settings, markdown_table
 from app.services import admin, errors, payments
 from crypto.keys import (
     PIN_KEY_LABEL,
@@ -277,8 +278,12 @@ def keys_rotate_master() -> None:
 
 
 @click.command("settings")
-def settings_cmd() -> None:
+@click.option("--markdown", is_flag=True, help="The table of docs/configuration.md.")
+def settings_cmd(markdown: bool) -> None:
     """Every SMSPAY_ setting with its default."""
+    if markdown:
+        click.echo(markdown_table(), nl=False)
+        return
     for name, default, doc in documented_settings():
         click.echo(f"{name}={default}\n    {doc}")
 
@@ -290,3 +295,4 @@ def register_cli(app: Flask) -> None:
     ):  # fmt: skip
         app.cli.add_command(group)
     app.cli.add_command(settings_cmd)
+    cli_settlement.register(app.cli)

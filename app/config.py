@@ -58,6 +58,34 @@ class Settings:
     service_number: str = _setting(
         "+15005550006", "The number phones send SMS to (written into device bundles)."
     )
+    gateway: str = _setting(
+        "sandbox", "Payout rail: sandbox (moves no real money), razorpay or cashfree."
+    )
+    razorpay_key_id: str = _setting("", "Razorpay API key id.")
+    razorpay_key_secret: str = _setting("", "Razorpay API key secret.")
+    razorpayx_account_number: str = _setting("", "RazorpayX account number payouts are made from.")
+    razorpay_webhook_secret: str = _setting(
+        "", "Secret Razorpay signs webhooks with (the sandbox makes one in DATA_DIR if unset)."
+    )
+    razorpay_validate_payees: int = _setting(
+        0, "1: check a VPA's registered name with fund-account validation before paying."
+    )
+    cashfree_client_id: str = _setting("", "Cashfree Payouts client id.")
+    cashfree_client_secret: str = _setting("", "Cashfree Payouts client secret.")
+    cashfree_base_url: str = _setting("https://api.cashfree.com", "Cashfree Payouts API base URL.")
+    sandbox_settle_seconds: int = _setting(3, "Delay before the sandbox settles a payout.")
+    sandbox_webhook_url: str = _setting(
+        "http://127.0.0.1:8000/webhooks/razorpay",
+        "Where the sandbox sends its signed webhooks (empty: none; status checks still work).",
+    )
+    payout_poll_schedule: str = _setting(
+        "90,1800,7200", "Seconds after a payout to check its status (NPCI: >= 90 s, 3 in 2 h)."
+    )
+    top_up_link_ttl_seconds: int = _setting(86_400, "How long a top-up payment link stays valid.")
+    worker_lease_seconds: int = _setting(60, "How long a worker holds a job before others may.")
+    worker_max_attempts: int = _setting(8, "Attempts before a job moves to the dead-letter state.")
+    worker_backoff_base_seconds: int = _setting(2, "First retry delay (doubles, full jitter).")
+    worker_backoff_max_seconds: int = _setting(600, "Longest retry delay.")
     log_level: str = _setting("INFO", "Python logging level.")
 
     @classmethod
@@ -94,6 +122,19 @@ class Settings:
             raise ConfigError("PIN attempts must be 1 or more and the lock 0 s or more")
         if self.limit_per_payment_paise < 1 or self.limit_per_day_paise < 1:
             raise ConfigError("limits must be positive amounts in paise")
+        if self.gateway not in ("sandbox", "razorpay", "cashfree"):
+            raise ConfigError("SMSPAY_GATEWAY must be sandbox, razorpay or cashfree")
+        try:
+            schedule = self.poll_schedule
+        except ValueError as exc:
+            raise ConfigError("SMSPAY_PAYOUT_POLL_SCHEDULE is seconds, comma-separated") from exc
+        if not schedule or schedule[0] < 90 or schedule != sorted(schedule):
+            raise ConfigError("payout status checks start at 90 s or later, in order (NPCI)")
+
+    @property
+    def poll_schedule(self) -> list[int]:
+        """The payout status-check times as seconds after the payout."""
+        return [int(x) for x in self.payout_poll_schedule.split(",") if x.strip()]
 
     @property
     def data_path(self) -> Path:
@@ -102,6 +143,14 @@ class Settings:
 
     def __repr__(self) -> str:
         return "Settings(<see docs/configuration.md; secrets hidden>)"
+
+
+def markdown_table() -> str:
+    """The settings table of docs/configuration.md (`flask --app wsgi settings --markdown`)."""
+    rows = ["| Variable | Default | What it does |", "|---|---|---|"]
+    for name, default, doc in documented_settings():
+        rows.append(f"| `{name}` | {f'`{default}`' if default else '(unset)'} | {doc} |")
+    return "\n".join(rows) + "\n"
 
 
 def documented_settings() -> list[tuple[str, str, str]]:

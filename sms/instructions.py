@@ -3,6 +3,7 @@
     PAY|<payee>|<amount in paise>|<PIN>|<unix time>[|<note>[|<lat>,<lon>]]
     BAL|<PIN>|<unix time>
     STS|<transaction reference>|<unix time>
+    TOP|<amount in paise>|<unix time>
 
 `parse` validates with marshmallow schemas and raises `InvalidInstruction` with a short reason;
 `format_*` build the same text on the phone side.
@@ -66,7 +67,15 @@ class Status:
     sent_at: int
 
 
-Instruction = Pay | Balance | Status
+@dataclass(frozen=True)
+class TopUp:
+    """Ask for a payment link that adds `amount` paise to the wallet."""
+
+    amount: int
+    sent_at: int
+
+
+Instruction = Pay | Balance | Status | TopUp
 
 _unix_time = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
 
@@ -121,7 +130,14 @@ class StatusSchema(Schema):
     sent_at = _unix_time
 
 
-_PAY, _BAL, _STS = PaySchema(), BalanceSchema(), StatusSchema()
+class TopUpSchema(Schema):
+    amount = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=MAX_AMOUNT_PAISE)
+    )
+    sent_at = _unix_time
+
+
+_PAY, _BAL, _STS, _TOP = PaySchema(), BalanceSchema(), StatusSchema(), TopUpSchema()
 
 
 def _load(schema: Schema, raw: dict[str, Any]) -> dict[str, Any]:
@@ -167,6 +183,9 @@ def parse(plaintext: bytes) -> Instruction:
     if verb == "STS" and len(parts) == 2:
         data = _load(_STS, {"reference": parts[0].upper(), "sent_at": _digits(parts[1])})
         return Status(data["reference"], data["sent_at"])
+    if verb == "TOP" and len(parts) == 2:
+        data = _load(_TOP, {"amount": _digits(parts[0]), "sent_at": _digits(parts[1])})
+        return TopUp(data["amount"], data["sent_at"])
     raise InvalidInstruction("unknown instruction")
 
 
@@ -181,6 +200,8 @@ def format_pay(
     """The plaintext of a PAY instruction (the phone side)."""
     if "|" in note:
         raise InvalidInstruction("a note may not contain '|'")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in note):
+        raise InvalidInstruction("a note must be valid Unicode text")
     text = f"PAY|{payee}|{amount}|{pin}|{sent_at}"
     if note or location:
         text += f"|{note}"
@@ -197,6 +218,11 @@ def format_balance(pin: str, sent_at: int) -> str:
 def format_status(reference: str, sent_at: int) -> str:
     """The plaintext of an STS instruction."""
     return f"STS|{reference}|{sent_at}"
+
+
+def format_top_up(amount: int, sent_at: int) -> str:
+    """The plaintext of a TOP instruction."""
+    return f"TOP|{amount}|{sent_at}"
 
 
 def parse_rupees(text: str) -> int:

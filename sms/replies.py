@@ -41,10 +41,40 @@ def over_daily_limit(left: int) -> str:
     return f"daily limit reached ({rs(left)} left today)"
 
 
+def payout_started(amount: int, payee: str, reference: str, balance: int) -> str:
+    """To the payer, when a payout to a UPI id is on its way."""
+    return (
+        f"{BRAND}: Sending {rs(amount)} to {payee}. Ref {reference}. Bal {rs(balance)}. "
+        "We will SMS you when it arrives."
+    )
+
+
+def payout_done(amount: int, payee: str, reference: str, balance: int) -> str:
+    """To the payer, when the gateway says the payout reached the payee."""
+    return f"{BRAND}: {rs(amount)} sent to {payee}. Ref {reference}. Bal {rs(balance)}."
+
+
+def payout_refunded(amount: int, payee: str, reference: str, balance: int) -> str:
+    """To the payer, when a payout failed or was reversed and the money came back."""
+    return (
+        f"{BRAND}: {rs(amount)} to {payee} could not be sent and is back in your wallet. "
+        f"Ref {reference}. Bal {rs(balance)}."
+    )
+
+
+def top_up_requested(amount: int, reference: str) -> str:
+    """Answer to TOP: the link follows by SMS."""
+    return f"{BRAND}: We will SMS you a link to add {rs(amount)} to your wallet. Ref {reference}."
+
+
+def top_up_link(amount: int, url: str, reference: str) -> str:
+    """The payment link for a top-up (a short https URL)."""
+    return f"{BRAND}: Pay {rs(amount)} with UPI to top up your wallet: {url[:60]} Ref {reference}."
+
+
 INSUFFICIENT_FUNDS = "not enough balance"
 PAYEE_NOT_REGISTERED = "payee is not registered with SMS Pay"
 SELF_PAYMENT = "you cannot pay yourself"
-VPA_NOT_ENABLED = "payouts to UPI ids are not enabled yet"
 
 
 def balance(amount: int) -> str:

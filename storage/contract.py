@@ -12,16 +12,19 @@ the backend runs `fn` again, and `fn` then finds the winner's record and answers
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from crypto.replay import ReplayWindow
 from storage.models import (
     Device,
     FrameRecord,
     InboundRecord,
+    Job,
+    JobStatus,
     LedgerEntry,
     OutboundSms,
     Posting,
+    ProviderEvent,
     TaskerGateway,
     Transaction,
     TxEvent,
@@ -79,12 +82,34 @@ class Tx(Protocol):
     def events(self, reference: str) -> list[TxEvent]: ...
     def debited_since(self, user_id: str, since: float) -> int: ...
     def transactions(
-        self, phone: str | None = None, state: TxState | None = None, limit: int = 50
+        self,
+        phone: str | None = None,
+        state: TxState | None = None,
+        limit: int = 50,
+        since: float | None = None,
+        until: float | None = None,
     ) -> list[Transaction]: ...
 
     # outbox
     def enqueue_sms(self, message: OutboundSms) -> None: ...
     def outbox(self, limit: int = 100) -> list[OutboundSms]: ...
+
+    # the durable outbox of jobs (see app/worker.py) and gateway webhook events
+    def enqueue_job(
+        self, kind: str, key: str, payload: dict[str, Any], run_after: float, now: float
+    ) -> bool: ...
+    def claim_job(
+        self, owner: str, now: float, lease_seconds: float, kinds: Sequence[str]
+    ) -> Job | None: ...
+    def finish_job(self, job_id: str, owner: str, now: float) -> bool: ...
+    def retry_job(
+        self, job_id: str, owner: str, run_after: float, error: str, now: float
+    ) -> bool: ...
+    def bury_job(self, job_id: str, owner: str, error: str, now: float) -> bool: ...
+    def revive_job(self, job_id: str, now: float) -> bool: ...
+    def jobs(self, status: JobStatus | None = None, limit: int = 100) -> list[Job]: ...
+    def find_provider_event(self, provider: str, event_id: str) -> ProviderEvent | None: ...
+    def insert_provider_event(self, event: ProviderEvent) -> None: ...
 
     # small named values (e.g. the wrapped PIN key)
     def get_meta(self, key: str) -> bytes | None: ...

@@ -44,9 +44,12 @@ from storage.models import (
     Device,
     FrameRecord,
     InboundRecord,
+    Job,
+    JobStatus,
     LedgerEntry,
     OutboundSms,
     Posting,
+    ProviderEvent,
     TaskerGateway,
     Transaction,
     TxEvent,
@@ -87,6 +90,11 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("created_at", DESCENDING)], name="time"),
     ],
     "outbox_sms": [IndexModel([("status", ASCENDING), ("created_at", ASCENDING)], name="status")],
+    "jobs": [
+        IndexModel([("status", ASCENDING), ("run_after", ASCENDING)], name="due"),
+        IndexModel([("status", ASCENDING), ("lease_until", ASCENDING)], name="lease"),
+    ],
+    "provider_events": [IndexModel("reference", name="reference")],
 }
 
 
@@ -391,15 +399,28 @@ class MongoTx:
         return int(rows[0]["total"]) if rows else 0
 
     def transactions(
-        self, phone: str | None = None, state: TxState | None = None, limit: int = 50
+        self,
+        phone: str | None = None,
+        state: TxState | None = None,
+        limit: int = 50,
+        since: float | None = None,
+        until: float | None = None,
     ) -> list[Transaction]:
         query: dict[str, Any] = {}
+        if since is not None or until is not None:
+            window: dict[str, float] = {}
+            if since is not None:
+                window["$gte"] = since
+            if until is not None:
+                window["$lt"] = until
+            query["created_at"] = window
         if phone:
             query["$or"] = [{"payer_phone": phone}, {"payee": phone}]
         if state:
             query["state"] = state.value
         docs = self._db.transactions.find(query, {"events": 0}, session=self._s)
-        return [self._txn(d) for d in docs.sort("created_at", DESCENDING).limit(limit)]
+        ordered = docs.sort([("created_at", DESCENDING), ("_id", ASCENDING)])
+        return [self._txn(d) for d in ordered.limit(limit)]
 
     # outbox
     def enqueue_sms(self, message: OutboundSms) -> None:
@@ -427,6 +448,126 @@ class MongoTx:
             )
             for d in docs
         ]
+
+    # jobs and provider events (a job's _id is its unique key)
+    @staticmethod
+    def _job(d: dict[str, Any]) -> Job:
+        return Job(
+            **{
+                **_strip(d, "_id"),
+                "id": d["_id"],
+                "key": d["_id"],
+                "status": JobStatus(d["status"]),
+            }
+        )
+
+    def enqueue_job(
+        self, kind: str, key: str, payload: dict[str, Any], run_after: float, now: float
+    ) -> bool:
+        result = self._db.jobs.update_one(
+            {"_id": key},
+            {
+                "$setOnInsert": {
+                    "kind": kind,
+                    "payload": payload,
+                    "status": "pending",
+                    "attempts": 0,
+                    "run_after": run_after,
+                    "created_at": now,
+                    "updated_at": now,
+                    "lease_owner": None,
+                    "lease_until": None,
+                    "last_error": "",
+                }
+            },
+            upsert=True,
+            session=self._s,
+        )
+        return result.upserted_id is not None
+
+    def claim_job(
+        self, owner: str, now: float, lease_seconds: float, kinds: Sequence[str]
+    ) -> Job | None:
+        d = self._db.jobs.find_one_and_update(
+            {
+                "kind": {"$in": list(kinds)},
+                "$or": [
+                    {"status": "pending", "run_after": {"$lte": now}},
+                    {"status": "running", "lease_until": {"$lt": now}},
+                ],
+            },
+            {
+                "$set": {
+                    "status": "running",
+                    "lease_owner": owner,
+                    "lease_until": now + lease_seconds,
+                    "updated_at": now,
+                },
+                "$inc": {"attempts": 1},
+            },
+            sort=[("run_after", ASCENDING), ("_id", ASCENDING)],
+            return_document=ReturnDocument.AFTER,
+            session=self._s,
+        )
+        return self._job(d) if d else None
+
+    def _leased(self, job_id: str, owner: str, update: dict[str, Any]) -> bool:
+        result = self._db.jobs.update_one(
+            {"_id": job_id, "lease_owner": owner, "status": "running"},
+            {"$set": update},
+            session=self._s,
+        )
+        return result.modified_count == 1
+
+    def finish_job(self, job_id: str, owner: str, now: float) -> bool:
+        return self._leased(
+            job_id, owner, {"status": "done", "lease_until": None, "updated_at": now}
+        )
+
+    def retry_job(self, job_id: str, owner: str, run_after: float, error: str, now: float) -> bool:
+        return self._leased(
+            job_id,
+            owner,
+            {
+                "status": "pending",
+                "run_after": run_after,
+                "last_error": error,
+                "lease_owner": None,
+                "lease_until": None,
+                "updated_at": now,
+            },
+        )
+
+    def bury_job(self, job_id: str, owner: str, error: str, now: float) -> bool:
+        return self._leased(
+            job_id,
+            owner,
+            {"status": "dead", "last_error": error, "lease_until": None, "updated_at": now},
+        )
+
+    def revive_job(self, job_id: str, now: float) -> bool:
+        result = self._db.jobs.update_one(
+            {"_id": job_id, "status": "dead"},
+            {"$set": {"status": "pending", "attempts": 0, "run_after": now, "updated_at": now}},
+            session=self._s,
+        )
+        return result.modified_count == 1
+
+    def jobs(self, status: JobStatus | None = None, limit: int = 100) -> list[Job]:
+        query = {} if status is None else {"status": status.value}
+        docs = self._db.jobs.find(query, session=self._s).sort(
+            [("created_at", ASCENDING), ("_id", ASCENDING)]
+        )
+        return [self._job(d) for d in docs.limit(limit)]
+
+    def find_provider_event(self, provider: str, event_id: str) -> ProviderEvent | None:
+        d = self._find("provider_events", {"_id": f"{provider}:{event_id}"})
+        return ProviderEvent(**_strip(d, "_id")) if d else None
+
+    def insert_provider_event(self, event: ProviderEvent) -> None:
+        self._insert(
+            "provider_events", {**event.__dict__, "_id": f"{event.provider}:{event.event_id}"}
+        )
 
     # meta
     def get_meta(self, key: str) -> bytes | None:
@@ -483,6 +624,8 @@ class MongoTx:
             ),
             "inbound_sms": self._inbound,
             "frames": lambda d: FrameRecord(**_strip(d, "_id", "expires")),
+            "jobs": self._job,
+            "provider_events": lambda d: ProviderEvent(**_strip(d, "_id")),
             "outbox_sms": lambda d: OutboundSms(
                 d["recipient"],
                 d["body"],
@@ -579,6 +722,10 @@ class MongoTx:
         if isinstance(r, FrameRecord):
             expires = datetime.fromtimestamp(r.processed_at + FRAME_TTL_SECONDS, UTC)
             return {**r.__dict__, "_id": f"{r.key_id}:{r.counter}", "expires": expires}
+        if isinstance(r, Job):
+            return {**_strip(r.__dict__, "id", "key"), "_id": r.key, "status": r.status.value}
+        if isinstance(r, ProviderEvent):
+            return {**r.__dict__, "_id": f"{r.provider}:{r.event_id}"}
         if isinstance(r, OutboundSms):
             return {
                 "recipient": r.to,
@@ -614,7 +761,7 @@ class MongoStore:
                     self.uri,
                     serverSelectionTimeoutMS=self._timeout_ms,
                     connectTimeoutMS=self._timeout_ms,
-                    socketTimeoutMS=3 * self._timeout_ms,
+                    socketTimeoutMS=8_000,
                     retryWrites=True,
                     w="majority",
                     tz_aware=False,

@@ -7,6 +7,7 @@ money moves are serialised. For one machine; production uses MongoDB.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -27,9 +28,12 @@ from storage.models import (
     Device,
     FrameRecord,
     InboundRecord,
+    Job,
+    JobStatus,
     LedgerEntry,
     OutboundSms,
     Posting,
+    ProviderEvent,
     TaskerGateway,
     Transaction,
     TxEvent,
@@ -96,6 +100,18 @@ CREATE TABLE IF NOT EXISTS outbox_sms (
     id INTEGER PRIMARY KEY, recipient TEXT NOT NULL, body TEXT NOT NULL, reference TEXT,
     created_at REAL NOT NULL, status TEXT NOT NULL DEFAULT 'pending');
 CREATE INDEX IF NOT EXISTS outbox_sms_status ON outbox_sms (status, id);
+CREATE TABLE IF NOT EXISTS jobs (
+    key TEXT PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL,
+    status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, run_after REAL NOT NULL,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, lease_owner TEXT, lease_until REAL,
+    last_error TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (status, run_after);
+CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (status, lease_until);
+CREATE TABLE IF NOT EXISTS provider_events (
+    provider TEXT NOT NULL, event_id TEXT NOT NULL, kind TEXT NOT NULL, reference TEXT NOT NULL,
+    status TEXT NOT NULL, received_at REAL NOT NULL, outcome TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (provider, event_id));
+CREATE INDEX IF NOT EXISTS provider_events_ref ON provider_events (reference);
 """
 
 
@@ -350,16 +366,27 @@ class SqliteTx:
         return int(row[0]) if row else 0
 
     def transactions(
-        self, phone: str | None = None, state: TxState | None = None, limit: int = 50
+        self,
+        phone: str | None = None,
+        state: TxState | None = None,
+        limit: int = 50,
+        since: float | None = None,
+        until: float | None = None,
     ) -> list[Transaction]:
-        sql, args = "SELECT * FROM transactions WHERE 1 = 1", []
+        sql, args = "SELECT * FROM transactions WHERE 1 = 1", list[Any]()
+        if since is not None:
+            sql += " AND created_at >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND created_at < ?"
+            args.append(until)
         if phone:
             sql += " AND (payer_phone = ? OR payee = ?)"
             args += [phone, phone]
         if state:
             sql += " AND state = ?"
             args.append(state.value)
-        rows = self._c.execute(sql + " ORDER BY created_at DESC LIMIT ?", (*args, limit))
+        rows = self._c.execute(sql + " ORDER BY created_at DESC, reference LIMIT ?", (*args, limit))
         return [self._txn(r) for r in rows]
 
     # outbox
@@ -378,6 +405,98 @@ class SqliteTx:
             )
             for r in rows
         ]
+
+    # jobs and provider events
+    @staticmethod
+    def _job(row: sqlite3.Row) -> Job:
+        d = dict(row)
+        return Job(**{**d, "id": d["key"], "payload": json.loads(d["payload"]),
+                      "status": JobStatus(d["status"])})  # fmt: skip
+
+    def enqueue_job(
+        self, kind: str, key: str, payload: dict[str, Any], run_after: float, now: float
+    ) -> bool:
+        cur = self._c.execute(
+            "INSERT OR IGNORE INTO jobs (kind, key, payload, status, run_after, created_at,"
+            " updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+            (kind, key, json.dumps(payload, sort_keys=True), run_after, now, now),
+        )
+        return cur.rowcount == 1
+
+    def claim_job(
+        self, owner: str, now: float, lease_seconds: float, kinds: Sequence[str]
+    ) -> Job | None:
+        marks = ",".join("?" * len(kinds))
+        row = self._one(
+            f"SELECT key FROM jobs WHERE kind IN ({marks}) AND ((status = 'pending' AND"
+            " run_after <= ?) OR (status = 'running' AND lease_until < ?))"
+            " ORDER BY run_after, key LIMIT 1",
+            *kinds, now, now,
+        )  # fmt: skip
+        if row is None:
+            return None
+        self._c.execute(
+            "UPDATE jobs SET status = 'running', lease_owner = ?, lease_until = ?,"
+            " attempts = attempts + 1, updated_at = ? WHERE key = ?",
+            (owner, now + lease_seconds, now, row[0]),
+        )
+        claimed = self._one("SELECT * FROM jobs WHERE key = ?", row[0])
+        return self._job(claimed) if claimed else None
+
+    def _leased(self, sql: str, job_id: str, owner: str, *args: Any) -> bool:
+        cur = self._c.execute(
+            sql + " WHERE key = ? AND lease_owner = ? AND status = 'running'",
+            (*args, job_id, owner),
+        )
+        return cur.rowcount == 1
+
+    def finish_job(self, job_id: str, owner: str, now: float) -> bool:
+        return self._leased("UPDATE jobs SET status = 'done', lease_until = NULL, updated_at = ?",
+                            job_id, owner, now)  # fmt: skip
+
+    def retry_job(self, job_id: str, owner: str, run_after: float, error: str, now: float) -> bool:
+        return self._leased(
+            "UPDATE jobs SET status = 'pending', run_after = ?, last_error = ?,"
+            " lease_owner = NULL, lease_until = NULL, updated_at = ?",
+            job_id, owner, run_after, error, now,
+        )  # fmt: skip
+
+    def bury_job(self, job_id: str, owner: str, error: str, now: float) -> bool:
+        return self._leased(
+            "UPDATE jobs SET status = 'dead', last_error = ?, lease_until = NULL, updated_at = ?",
+            job_id, owner, error, now,
+        )  # fmt: skip
+
+    def revive_job(self, job_id: str, now: float) -> bool:
+        cur = self._c.execute(
+            "UPDATE jobs SET status = 'pending', attempts = 0, run_after = ?, updated_at = ?"
+            " WHERE key = ? AND status = 'dead'",
+            (now, now, job_id),
+        )
+        return cur.rowcount == 1
+
+    def jobs(self, status: JobStatus | None = None, limit: int = 100) -> list[Job]:
+        if status is None:
+            rows = self._c.execute("SELECT * FROM jobs ORDER BY created_at, key LIMIT ?", (limit,))
+        else:
+            rows = self._c.execute(
+                "SELECT * FROM jobs WHERE status = ? ORDER BY created_at, key LIMIT ?",
+                (status.value, limit),
+            )
+        return [self._job(r) for r in rows]
+
+    def find_provider_event(self, provider: str, event_id: str) -> ProviderEvent | None:
+        row = self._one(
+            "SELECT * FROM provider_events WHERE provider = ? AND event_id = ?", provider, event_id
+        )
+        return ProviderEvent(**dict(row)) if row else None
+
+    def insert_provider_event(self, event: ProviderEvent) -> None:
+        self._insert(
+            "INSERT INTO provider_events VALUES (?, ?, ?, ?, ?, ?, ?)",
+            event.provider, event.event_id, event.kind, event.reference, event.status,
+            event.received_at, event.outcome,
+        )  # fmt: skip
 
     # meta
     def get_meta(self, key: str) -> bytes | None:
@@ -427,6 +546,11 @@ class SqliteTx:
             "frames": (  # MongoDB's order: by the text "<key_id>:<counter>"
                 "SELECT * FROM frames ORDER BY key_id || ':' || counter",
                 lambda r: FrameRecord(**dict(r)),
+            ),
+            "jobs": ("SELECT * FROM jobs ORDER BY key", self._job),
+            "provider_events": (
+                "SELECT * FROM provider_events ORDER BY provider || ':' || event_id",
+                lambda r: ProviderEvent(**dict(r)),
             ),
             "outbox_sms": (
                 "SELECT * FROM outbox_sms ORDER BY id",
@@ -484,6 +608,15 @@ class SqliteTx:
                 self.insert_inbound(r)
             elif isinstance(r, FrameRecord):
                 self.insert_frame(r)
+            elif isinstance(r, Job):
+                self._insert(
+                    "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    r.key, r.kind, json.dumps(r.payload, sort_keys=True), r.status.value,
+                    r.attempts, r.run_after, r.created_at, r.updated_at, r.lease_owner,
+                    r.lease_until, r.last_error,
+                )  # fmt: skip
+            elif isinstance(r, ProviderEvent):
+                self.insert_provider_event(r)
             else:
                 self.enqueue_sms(r)
 

@@ -28,8 +28,10 @@ from storage.models import (
     Device,
     FrameRecord,
     InboundRecord,
+    Job,
     LedgerEntry,
     OutboundSms,
+    ProviderEvent,
     TaskerGateway,
     Transaction,
     TxEvent,
@@ -76,7 +78,7 @@ class History:
 
 Record = (
     MetaValue | User | Account | Device | TaskerGateway | History | LedgerEntry | InboundRecord
-    | FrameRecord | OutboundSms
+    | FrameRecord | OutboundSms | Job | ProviderEvent
 )  # fmt: skip
 RECORDS: dict[str, type[Record]] = {
     "meta": MetaValue,
@@ -89,6 +91,8 @@ RECORDS: dict[str, type[Record]] = {
     "inbound_sms": InboundRecord,
     "frames": FrameRecord,
     "outbox_sms": OutboundSms,
+    "jobs": Job,
+    "provider_events": ProviderEvent,
 }
 KINDS = tuple(RECORDS)  # the order of the file, and of the import (records before referrers)
 

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sms.instructions import REFERENCE_ALPHABET, REFERENCE_LENGTH
 from storage.contract import Tx
 from storage.errors import NotFound
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one instruction: a short code for records, the reply, the reference."""
+
+    code: str
+    reply: str
+    reference: str | None = None
 
 
 def new_reference(tx: Tx) -> str:

@@ -15,15 +15,14 @@ import logging
 from dataclasses import dataclass
 
 from app.bootstrap import Services
-from app.services import payments
-from app.services.common import local_time
-from app.services.payments import Outcome
+from app.services import payments, settlement
+from app.services.common import Outcome, local_time
 from crypto.codec import InvalidMessage, SealedFrame, looks_like_frame
 from crypto.keys import device_key_label
 from crypto.replay import Verdict
 from sms import replies
 from sms.inbound import InboundSms
-from sms.instructions import Balance, InvalidInstruction, Pay, Status, parse
+from sms.instructions import Balance, InvalidInstruction, Pay, Status, TopUp, parse
 from sms.numbers import mask_party, mask_phone
 from storage.contract import Tx
 from storage.models import Device, FrameRecord, InboundRecord, User
@@ -141,6 +140,8 @@ def _execute(
     max_age = svc.settings.instruction_max_age_seconds
     if max_age and now - instr.sent_at > max_age:
         return Outcome("expired", replies.EXPIRED)
+    if isinstance(instr, TopUp):  # no money leaves the wallet: the device key is enough
+        return settlement.request_top_up(svc, tx, user, instr.amount, channel, now)
     refused = _check_pin(svc, tx, user, instr.pin, now)
     if refused is not None:
         return refused

@@ -7,11 +7,9 @@ the last guard: if it ever finds the balance short, the whole unit of work is un
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from app.bootstrap import Services
-from app.services import errors
-from app.services.common import ensure_account, new_reference, start_of_day
+from app.services import errors, settlement
+from app.services.common import Outcome, ensure_account, new_reference, start_of_day
 from sms import replies
 from sms.instructions import MAX_AMOUNT_PAISE, Pay
 from sms.numbers import is_vpa, mask_party, mask_phone
@@ -27,24 +25,16 @@ from storage.models import (
 )
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one instruction: a short code for records, the reply, the reference."""
-
-    code: str
-    reply: str
-    reference: str | None = None
-
-
 def pay(svc: Services, tx: Tx, payer: User, instr: Pay, channel: str, now: float) -> Outcome:
     """Transfer `instr.amount` from the payer's wallet to a registered payee's wallet."""
     settings = svc.settings
     spent_today = tx.debited_since(payer.id, start_of_day(now, svc.tz))
     ref = new_reference(tx)
-    payee_user = None if is_vpa(instr.payee) else tx.get_user_by_phone(instr.payee)
+    payout = is_vpa(instr.payee)
+    payee_user = None if payout else tx.get_user_by_phone(instr.payee)
     txn = Transaction(
         reference=ref,
-        kind=TxKind.TRANSFER,
+        kind=TxKind.PAYOUT if payout else TxKind.TRANSFER,
         amount=instr.amount,
         state=TxState.PENDING,
         created_at=now,
@@ -64,11 +54,9 @@ def pay(svc: Services, tx: Tx, payer: User, instr: Pay, channel: str, now: float
         text = replies.payment_failed(instr.amount, mask_party(instr.payee), reason, ref, balance)
         return Outcome(f"refused:{code}", text, ref)
 
-    if is_vpa(instr.payee):
-        return refuse("vpa_not_enabled", replies.VPA_NOT_ENABLED)
-    if payee_user is None:
+    if not payout and payee_user is None:
         return refuse("payee_not_registered", replies.PAYEE_NOT_REGISTERED)
-    if payee_user.id == payer.id:
+    if payee_user is not None and payee_user.id == payer.id:
         return refuse("self_payment", replies.SELF_PAYMENT)
     if instr.amount > settings.limit_per_payment_paise:
         return refuse(
@@ -79,6 +67,9 @@ def pay(svc: Services, tx: Tx, payer: User, instr: Pay, channel: str, now: float
         return refuse("over_daily_limit", replies.over_daily_limit(left))
     if tx.balance(payer.account) < instr.amount:
         return refuse("insufficient_funds", replies.INSUFFICIENT_FUNDS)
+    if payout:
+        return settlement.start_payout(svc, tx, txn, payer, now)
+    assert payee_user is not None
 
     tx.post_entry(
         ref, [Posting(payer.account, -instr.amount), Posting(payee_user.account, instr.amount)], now

@@ -12,7 +12,9 @@ from flask import Blueprint, Response, abort, jsonify, request
 
 from app.services.admin import tasker_secret
 from app.services.inbound import handle_inbound_sms
+from app.services.settlement import handle_gateway_event
 from app.web import services
+from gateway_clients.base import WebhookInvalid
 from sms import tasker, twilio
 
 bp = Blueprint("webhooks", __name__)
@@ -69,3 +71,25 @@ def tasker_inbound() -> Response:
         abort(400, str(exc))
     reply = handle_inbound_sms(svc, sms)
     return jsonify(reply=reply.text, to=reply.to, reference=reply.reference)
+
+
+# which webhook format each payout rail speaks (the sandbox imitates Razorpay)
+WEBHOOK_FORMAT = {"razorpay": "razorpay", "sandbox": "razorpay", "cashfree": "cashfree"}
+
+
+@bp.post("/webhooks/<provider>")
+def gateway_webhook(provider: str) -> tuple[dict[str, str], int]:
+    """A payment gateway's event: verified over the raw body, applied once, answered at once."""
+    svc = services()
+    if WEBHOOK_FORMAT.get(svc.gateway.name) != provider:
+        abort(404)
+    body = request.get_data(cache=False)
+    try:
+        event = svc.gateway.parse_webhook(body, dict(request.headers))
+    except WebhookInvalid as exc:
+        log.warning("%s webhook not understood: %s", provider, exc)
+        return {"status": "ignored", "reason": str(exc)[:200]}, 200
+    if event is None:
+        log.warning("%s webhook refused: bad signature", provider)
+        abort(403)
+    return {"status": handle_gateway_event(svc, event)}, 200

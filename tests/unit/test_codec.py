@@ -385,7 +385,7 @@ vpas = st.builds(
 pins = st.text(DIGITS, min_size=4, max_size=6)
 notes = st.text(
     st.characters(min_codepoint=32, max_codepoint=126, exclude_characters="|")
-) | st.text(st.characters(exclude_characters="|"), max_size=24)
+) | st.text(st.characters(exclude_characters="|", exclude_categories=("Cs",)), max_size=24)
 
 
 locations = st.none() | st.tuples(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import ConfigError, Settings, documented_settings
+from app.config import ConfigError, Settings, documented_settings, markdown_table
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
@@ -36,3 +36,4 @@ def test_every_setting_is_documented() -> None:
     doc = DOC.read_text()
     for name, _, _ in documented_settings():
         assert f"`{name}`" in doc, name
+    assert markdown_table() in doc, "regenerate: flask --app wsgi settings --markdown"

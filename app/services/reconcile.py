@@ -1,0 +1,71 @@
+"""Reconciliation: a day's payouts in our ledger against the gateway's own records."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from app.bootstrap import Services
+from gateway_clients.base import GatewayUnavailable, PayoutStatus
+from storage.models import TxKind, TxState
+
+# what the gateway may say of a payout in each of our states without it being a mismatch
+AGREES: dict[TxState, set[PayoutStatus | None]] = {
+    TxState.PENDING: {None, PayoutStatus.PROCESSING},
+    TxState.PROCESSING: {PayoutStatus.PROCESSING},
+    TxState.SUCCESS: {PayoutStatus.PROCESSED},
+    TxState.FAILED: {None, PayoutStatus.FAILED, PayoutStatus.REVERSED},
+}
+MAX_PER_DAY = 100_000
+
+
+def reconcile_day(
+    svc: Services, day: date, progress: Callable[[int, int], None] = lambda done, total: None
+) -> dict[str, Any]:
+    """Check every payout made on a local day; store and return the report."""
+    start = datetime.combine(day, time.min, svc.tz)
+    since, until = start.timestamp(), (start + timedelta(days=1)).timestamp()
+    txns = svc.store.read(lambda tx: tx.transactions(limit=MAX_PER_DAY, since=since, until=until))
+    payouts = [t for t in txns if t.kind is TxKind.PAYOUT]
+    top_ups = [t for t in txns if t.kind is TxKind.TOP_UP]
+    mismatches: list[dict[str, Any]] = []
+    for done, txn in enumerate(payouts, 1):
+        try:
+            theirs = svc.gateway.fetch_payout(txn.reference)
+        except GatewayUnavailable as exc:
+            mismatches.append({"reference": txn.reference, "problem": f"not checked: {exc}"})
+            continue
+        finally:
+            progress(done, len(payouts))
+        status = theirs.status if theirs else None
+        if status not in AGREES.get(txn.state, set()):
+            mismatches.append(
+                {
+                    "reference": txn.reference,
+                    "problem": "state differs",
+                    "ours": txn.state.value,
+                    "theirs": status.value if status else "missing",
+                }
+            )
+        elif theirs is not None and theirs.amount != txn.amount:
+            mismatches.append(
+                {
+                    "reference": txn.reference,
+                    "problem": "amount differs",
+                    "ours": txn.amount,
+                    "theirs": theirs.amount,
+                }
+            )
+    report = {
+        "date": day.isoformat(),
+        "gateway": svc.gateway.name,
+        "checked": len(payouts),
+        "top_ups": {s.value: sum(1 for t in top_ups if t.state is s) for s in TxState},
+        "mismatches": mismatches,
+        "at": svc.clock.now(),
+    }
+    body = json.dumps(report, sort_keys=True).encode()
+    svc.store.atomic(lambda tx: tx.set_meta(f"reconcile:{day.isoformat()}", body))
+    return report

@@ -1,0 +1,281 @@
+"""Settlement: money out to UPI ids (payouts) and in through payment links (top-ups).
+
+A payout is three steps, each one unit of work that moves money, records the state change and
+queues what comes next (jobs and status SMS) together:
+
+1. `start_payout` (inside the inbound SMS's unit of work): debit the payer into the payouts
+   in-flight account, record the transaction PENDING, queue a `payout.create` job.
+2. the worker runs `payout.create`: asks the gateway under our reference as idempotency key.
+   An unknown outcome (timeout, 5xx) is retried; a retry first fetches the payout by reference,
+   so it never pays twice. Accepted -> PROCESSING and status polls are queued.
+3. a webhook or a poll moves it on: SUCCESS (in-flight -> settled) or FAILED with the refund
+   (in-flight -> payer, or settled -> payer for a reversal). States only move forward, so
+   duplicate and out-of-order events change nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from app.bootstrap import Services
+from app.services.common import Outcome, ensure_account, new_reference
+from app.worker import Retry
+from gateway_clients.base import (
+    GatewayEvent,
+    GatewayUnavailable,
+    Payout,
+    PayoutRejected,
+    PayoutRequest,
+    PayoutStatus,
+)
+from sms import replies
+from sms.numbers import mask_party
+from storage.contract import Tx
+from storage.models import (
+    GATEWAY_IN_ACCOUNT,
+    PAYOUTS_IN_FLIGHT_ACCOUNT,
+    PAYOUTS_SETTLED_ACCOUNT,
+    Job,
+    OutboundSms,
+    Posting,
+    ProviderEvent,
+    Transaction,
+    TxKind,
+    TxState,
+    User,
+    user_account,
+)
+
+log = logging.getLogger(__name__)
+
+# which transaction states each gateway status may move on from
+_MOVES: dict[PayoutStatus, tuple[TxState, ...]] = {
+    PayoutStatus.PROCESSING: (TxState.PENDING,),
+    PayoutStatus.PROCESSED: (TxState.PENDING, TxState.PROCESSING),
+    PayoutStatus.FAILED: (TxState.PENDING, TxState.PROCESSING),
+    PayoutStatus.REVERSED: (TxState.PENDING, TxState.PROCESSING, TxState.SUCCESS),
+}
+
+
+def start_payout(svc: Services, tx: Tx, txn: Transaction, payer: User, now: float) -> Outcome:
+    """Debit the payer into the in-flight account and queue the payout (caller's unit of work)."""
+    ensure_account(tx, PAYOUTS_IN_FLIGHT_ACCOUNT)
+    tx.post_entry(
+        txn.reference,
+        [Posting(payer.account, -txn.amount), Posting(PAYOUTS_IN_FLIGHT_ACCOUNT, txn.amount)],
+        now,
+    )
+    tx.set_state(txn.reference, TxState.PENDING, "debited; payout queued", now)
+    tx.enqueue_job(
+        "payout.create", f"payout.create:{txn.reference}", {"reference": txn.reference}, now, now
+    )
+    balance = tx.balance(payer.account)
+    text = replies.payout_started(txn.amount, mask_party(txn.payee or ""), txn.reference, balance)
+    return Outcome("payout_queued", text, txn.reference)
+
+
+def run_payout_create(svc: Services, job: Job) -> Retry | None:
+    """Worker: ask the gateway for the payout, once, under our reference."""
+    ref = job.payload["reference"]
+    txn = svc.store.read(lambda tx: tx.get_transaction(ref))
+    if txn is None or txn.state is not TxState.PENDING:
+        return None  # already moved on (a webhook, a poll or another worker got there)
+    gateway = svc.gateway
+    try:
+        # a previous attempt may have reached the gateway before it timed out
+        payout = gateway.fetch_payout(ref) if job.attempts > 1 else None
+        if payout is None:
+            assert txn.payee is not None
+            payout = gateway.create_payout(PayoutRequest(ref, txn.payee, txn.amount))
+    except PayoutRejected as exc:
+        payout = Payout(ref, "", PayoutStatus.FAILED, txn.amount, exc.reason)
+    except GatewayUnavailable as exc:
+        return Retry(f"gateway outcome unknown: {exc}")
+    apply_payout(svc, payout, source=f"{gateway.name} create")
+    return None
+
+
+def run_payout_poll(svc: Services, job: Job) -> Retry | None:
+    """Worker: one status check (NPCI: first after 90 s, at most 3 in 2 hours)."""
+    ref, check = job.payload["reference"], int(job.payload["check"])
+    txn = svc.store.read(lambda tx: tx.get_transaction(ref))
+    if txn is None or txn.state not in (TxState.PENDING, TxState.PROCESSING):
+        return None
+    try:
+        payout = svc.gateway.fetch_payout(ref)
+    except GatewayUnavailable as exc:
+        return Retry(f"status check failed: {exc}")
+    if payout is not None and payout.status is not PayoutStatus.PROCESSING:
+        apply_payout(svc, payout, source=f"{svc.gateway.name} status check {check}")
+        return None
+    schedule = svc.settings.poll_schedule
+    if check < len(schedule):
+        at = txn.created_at + schedule[check]
+        svc.store.atomic(lambda tx: _queue_poll(tx, ref, check + 1, at, svc.clock.now()))
+    else:
+        log.warning(
+            "payout %s still processing after %d checks; left to reconciliation", ref, check
+        )
+    return None
+
+
+def _queue_poll(tx: Tx, ref: str, check: int, at: float, now: float) -> None:
+    tx.enqueue_job(
+        "payout.poll", f"payout.poll:{ref}:{check}", {"reference": ref, "check": check}, at, now
+    )
+
+
+def apply_payout(svc: Services, payout: Payout, source: str) -> bool:
+    """Move a payout's transaction forward to what the gateway says; False if stale."""
+    now = svc.clock.now()
+    return svc.store.atomic(lambda tx: _apply(svc, tx, payout, source, now))
+
+
+def _apply(svc: Services, tx: Tx, payout: Payout, source: str, now: float) -> bool:
+    txn = tx.get_transaction(payout.reference)
+    if txn is None or txn.kind is not TxKind.PAYOUT or txn.state not in _MOVES[payout.status]:
+        return False
+    assert txn.payer_id is not None and txn.payer_phone is not None
+    payer, amount, ref = user_account(txn.payer_id), txn.amount, txn.reference
+    payee = mask_party(txn.payee or "")
+    detail = f"{source}: {payout.status.value} {payout.provider_id}".strip()
+    if payout.status is PayoutStatus.PROCESSING:
+        tx.set_state(ref, TxState.PROCESSING, detail, now)
+        first = svc.settings.poll_schedule[0]
+        _queue_poll(tx, ref, 1, txn.created_at + first, now)
+        return True
+    if payout.status is PayoutStatus.PROCESSED:
+        ensure_account(tx, PAYOUTS_SETTLED_ACCOUNT)
+        tx.post_entry(
+            ref,
+            [Posting(PAYOUTS_IN_FLIGHT_ACCOUNT, -amount), Posting(PAYOUTS_SETTLED_ACCOUNT, amount)],
+            now,
+        )
+        tx.set_state(
+            ref, TxState.SUCCESS, detail + (f" utr {payout.utr}" if payout.utr else ""), now
+        )
+        text = replies.payout_done(amount, payee, ref, tx.balance(payer))
+    else:
+        source_account = (
+            PAYOUTS_SETTLED_ACCOUNT if txn.state is TxState.SUCCESS else PAYOUTS_IN_FLIGHT_ACCOUNT
+        )
+        tx.post_entry(ref, [Posting(source_account, -amount), Posting(payer, amount)], now)
+        reason = payout.failure_reason or payout.status.value
+        tx.set_state(ref, TxState.FAILED, f"{detail}; refunded: {reason}"[:300], now)
+        text = replies.payout_refunded(amount, payee, ref, tx.balance(payer))
+    tx.enqueue_sms(OutboundSms(txn.payer_phone, text, now, ref))
+    return True
+
+
+def handle_gateway_event(svc: Services, event: GatewayEvent) -> str:
+    """A verified webhook event, applied once; returns what became of it."""
+    now = svc.clock.now()
+    provider = svc.gateway.name
+
+    def unit(tx: Tx) -> str:
+        if tx.find_provider_event(provider, event.event_id) is not None:
+            return "duplicate"
+        if event.kind == "payout":
+            payout = Payout(
+                event.reference,
+                event.provider_id,
+                PayoutStatus(event.status),
+                event.amount,
+                event.failure_reason,
+            )
+            outcome = "applied" if _apply(svc, tx, payout, f"{provider} webhook", now) else "stale"
+        elif event.kind == "payment_link" and event.status == "paid":
+            outcome = _credit_top_up(tx, event, now)
+        else:
+            outcome = "ignored"
+        tx.insert_provider_event(
+            ProviderEvent(
+                provider, event.event_id, event.kind, event.reference, event.status, now, outcome
+            )
+        )
+        return outcome
+
+    outcome = svc.store.atomic(unit)
+    log.info("gateway event %s %s ref=%s: %s", event.kind, event.status, event.reference, outcome)
+    return outcome
+
+
+def request_top_up(
+    svc: Services, tx: Tx, user: User, amount: int, channel: str, now: float
+) -> Outcome:
+    """TOP: record a top-up and queue the payment link (the worker creates it and SMSes it)."""
+    ref = new_reference(tx)
+    tx.insert_transaction(
+        Transaction(
+            ref,
+            TxKind.TOP_UP,
+            amount,
+            TxState.PENDING,
+            now,
+            now,
+            payee_id=user.id,
+            payee=user.phone,
+            channel=channel,
+        ),
+        "payment link requested",
+    )
+    tx.enqueue_job("topup.link", f"topup.link:{ref}", {"reference": ref}, now, now)
+    return Outcome("top_up_requested", replies.top_up_requested(amount, ref), ref)
+
+
+def run_top_up_link(svc: Services, job: Job) -> Retry | None:
+    """Worker: create the payment link and SMS it to the user."""
+    ref = job.payload["reference"]
+    txn = svc.store.read(lambda tx: tx.get_transaction(ref))
+    if txn is None or txn.state is not TxState.PENDING or txn.payee is None:
+        return None
+    expire_by = int(svc.clock.now()) + svc.settings.top_up_link_ttl_seconds
+    try:
+        link = svc.gateway.create_payment_link(
+            ref, txn.amount, txn.payee, f"SMS Pay top-up {ref}", expire_by
+        )
+    except GatewayUnavailable as exc:
+        return Retry(f"payment link not created: {exc}")
+    now = svc.clock.now()
+
+    def unit(tx: Tx) -> None:
+        current = tx.get_transaction(ref)
+        if current is None or current.state is not TxState.PENDING:
+            return
+        tx.set_state(ref, TxState.PROCESSING, f"payment link {link.provider_id} sent", now)
+        tx.enqueue_sms(
+            OutboundSms(
+                txn.payee or "", replies.top_up_link(txn.amount, link.short_url, ref), now, ref
+            )
+        )
+
+    svc.store.atomic(unit)
+    return None
+
+
+def _credit_top_up(tx: Tx, event: GatewayEvent, now: float) -> str:
+    txn = tx.get_transaction(event.reference)
+    if txn is None or txn.kind is not TxKind.TOP_UP or txn.payee_id is None:
+        return "unknown reference"
+    if txn.state not in (TxState.PENDING, TxState.PROCESSING):
+        return "stale"
+    if event.amount != txn.amount:
+        log.error("top-up %s paid %d, expected %d", txn.reference, event.amount, txn.amount)
+    ensure_account(tx, GATEWAY_IN_ACCOUNT, allow_negative=True)
+    account = user_account(txn.payee_id)
+    tx.post_entry(
+        txn.reference,
+        [Posting(GATEWAY_IN_ACCOUNT, -event.amount), Posting(account, event.amount)],
+        now,
+    )
+    tx.set_state(txn.reference, TxState.SUCCESS, f"payment link paid {event.provider_id}", now)
+    text = replies.credited(event.amount, txn.reference, tx.balance(account))
+    tx.enqueue_sms(OutboundSms(txn.payee or "", text, now, txn.reference))
+    return "credited"
+
+
+HANDLERS = {
+    "payout.create": run_payout_create,
+    "payout.poll": run_payout_poll,
+    "topup.link": run_top_up_link,
+}

@@ -1,0 +1,137 @@
+"""The worker: runs jobs from the durable outbox, on any number of machines at once.
+
+A job is claimed with a lease (one atomic update), so two workers never run it at the same time;
+a worker that dies mid-job loses nothing: its lease expires and another worker runs the job
+again. Handlers are therefore idempotent (payouts carry our reference as idempotency key).
+Failures retry with exponential backoff and full jitter; after `max_attempts` the job is dead,
+visible with `flask --app wsgi jobs list --status dead` and revivable with `jobs retry`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import FrameType
+
+from app.bootstrap import Services
+from storage.errors import StoreUnavailable
+from storage.models import Job
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A handler asks to run the job again later (counts as an attempt)."""
+
+    reason: str
+    after: float | None = None  # seconds; None: the worker's backoff decides
+
+
+Handler = Callable[[Services, Job], Retry | None]
+
+
+def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Full jitter: a uniform delay in [0, min(cap, base * 2**attempt)]."""
+    return rng.uniform(0, min(cap, base * 2 ** min(attempt, 32)))
+
+
+class Worker:
+    """Claims and runs jobs until told to stop."""
+
+    def __init__(
+        self,
+        svc: Services,
+        handlers: Mapping[str, Handler],
+        owner: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.svc = svc
+        self.handlers = handlers
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.rng = rng or random.Random()
+        self.stopping = threading.Event()
+
+    def run_once(self) -> bool:
+        """Claim and run one due job; False when none was due."""
+        settings, now = self.svc.settings, self.svc.clock.now()
+        job = self.svc.store.atomic(
+            lambda tx: tx.claim_job(
+                self.owner, now, settings.worker_lease_seconds, list(self.handlers)
+            )
+        )
+        if job is None:
+            return False
+        handler = self.handlers[job.kind]
+        try:
+            outcome = handler(self.svc, job)
+        except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered
+            log.warning(
+                "job %s %s attempt %d failed: %s",
+                job.kind,
+                job.key,
+                job.attempts,
+                type(exc).__name__,
+                exc_info=not isinstance(exc, StoreUnavailable),
+            )
+            outcome = Retry(f"{type(exc).__name__}: {exc}"[:300])
+        self._settle(job, outcome)
+        return True
+
+    def _settle(self, job: Job, outcome: Retry | None) -> None:
+        settings, now = self.svc.settings, self.svc.clock.now()
+        if outcome is None:
+            self.svc.store.atomic(lambda tx: tx.finish_job(job.id, self.owner, now))
+            return
+        if job.attempts >= settings.worker_max_attempts:
+            log.error(
+                "job %s %s is dead after %d attempts: %s",
+                job.kind,
+                job.key,
+                job.attempts,
+                outcome.reason,
+            )
+            self.svc.store.atomic(lambda tx: tx.bury_job(job.id, self.owner, outcome.reason, now))
+            return
+        delay = outcome.after
+        if delay is None:
+            delay = backoff(
+                job.attempts,
+                settings.worker_backoff_base_seconds,
+                settings.worker_backoff_max_seconds,
+                self.rng,
+            )
+        self.svc.store.atomic(
+            lambda tx: tx.retry_job(job.id, self.owner, now + delay, outcome.reason, now)
+        )
+
+    def run(self, idle_sleep: float = 1.0, max_jobs: int | None = None) -> int:
+        """Run jobs until stopped (SIGTERM/SIGINT finish the current job first); returns count."""
+        done = 0
+        while not self.stopping.is_set() and (max_jobs is None or done < max_jobs):
+            try:
+                ran = self.run_once()
+            except StoreUnavailable as exc:
+                log.error("store unavailable, worker waits: %s", exc)
+                ran = False
+            if ran:
+                done += 1
+            else:
+                self.stopping.wait(idle_sleep)
+        return done
+
+    def stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
+        """Ask the loop to finish the current job and return."""
+        log.info("worker %s stopping (signal %s)", self.owner, signum)
+        self.stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        """Stop gracefully on SIGTERM (what process managers send) and SIGINT."""
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)

@@ -41,10 +41,12 @@ def create_app(
         )
 
     from app.cli import register_cli
-    from app.web import errors, health, webhooks
+    from app.web import api, console, errors, health, webhooks
 
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(console.bp)
     errors.register(app)
     register_cli(app)
     return app

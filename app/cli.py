@@ -12,7 +12,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from app import cli_settlement
+from app import cli_settlement, cli_staff
 from app.bootstrap import MASTER_KEY_FILE as KEY_FILE
 from app.bootstrap import NEXT_MASTER_KEY_FILE, Services, write_key_file
 from app.config import documented_settings, markdown_table
@@ -296,3 +296,4 @@ def register_cli(app: Flask) -> None:
         app.cli.add_command(group)
     app.cli.add_command(settings_cmd)
     cli_settlement.register(app.cli)
+    cli_staff.register(app.cli)

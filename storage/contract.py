@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from crypto.replay import ReplayWindow
+from storage.contract_staff import StaffTx
 from storage.models import (
     Device,
     FrameRecord,
@@ -36,7 +37,7 @@ from storage.transfer import Record
 T = TypeVar("T")
 
 
-class Tx(Protocol):
+class Tx(StaffTx, Protocol):
     """Reads and writes inside one unit of work."""
 
     # users

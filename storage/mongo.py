@@ -57,6 +57,7 @@ from storage.models import (
     TxState,
     User,
 )
+from storage.mongo_staff import STAFF_INDEXES, MongoStaffMixin
 from storage.transfer import KINDS, RECORDS, Account, History, MetaValue, Record
 
 T = TypeVar("T")
@@ -106,7 +107,7 @@ def _bytes(value: Any) -> bytes:
     return bytes(value) if value is not None else b""
 
 
-class MongoTx:
+class MongoTx(MongoStaffMixin):
     """The contract's `Tx` over one database, inside a session's transaction (or none)."""
 
     def __init__(self, db: Database[dict[str, Any]], session: ClientSession | None) -> None:
@@ -826,10 +827,10 @@ class MongoStore:
         db = self.db
         try:
             existing = set(self._call(db.list_collection_names))
-            for name in [*INDEXES, "accounts", "meta", "tasker_gateways"]:
+            for name in [*INDEXES, *STAFF_INDEXES, "accounts", "meta", "tasker_gateways"]:
                 if name not in existing:
                     db.create_collection(name)
-            for name, models in INDEXES.items():
+            for name, models in {**INDEXES, **STAFF_INDEXES}.items():
                 db[name].create_indexes(models)
         except PyMongoError as exc:
             raise StoreUnavailable(f"cannot prepare MongoDB: {exc}") from exc

@@ -41,6 +41,7 @@ from storage.models import (
     TxState,
     User,
 )
+from storage.sqlite_staff import STAFF_SCHEMA, SqliteStaffMixin
 from storage.transfer import KINDS, RECORDS, Account, History, MetaValue, Record
 
 T = TypeVar("T")
@@ -119,7 +120,7 @@ def _window_bytes(window: ReplayWindow) -> bytes:
     return window.bitmap.to_bytes(8, "big")
 
 
-class SqliteTx:
+class SqliteTx(SqliteStaffMixin):
     """The contract's `Tx` over one SQLite connection inside a transaction."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -697,7 +698,7 @@ class SqliteStore:
         self._schema_ready = True
         conn = self._connect()
         try:
-            conn.executescript(SCHEMA)
+            conn.executescript(SCHEMA + STAFF_SCHEMA)
             conn.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION).encode(),),

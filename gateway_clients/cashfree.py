@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from typing import Any
 
 import requests
 
+from gateway_clients._json import api_object, required_str, webhook_object
 from gateway_clients.base import (
     GatewayEvent,
     GatewayUnavailable,
@@ -98,7 +98,7 @@ class CashfreeGateway:
         response = self._call("POST", "/payout/transfers", json=transfer_body(request))
         if response.status_code == 409:
             return self._existing(request.reference)
-        body = _answer(response)
+        body = api_object("cashfree", response)
         if response.status_code >= 400:
             raise refusal(response.status_code, body)
         payout = _api_payout(body)
@@ -111,7 +111,7 @@ class CashfreeGateway:
         response = self._call("GET", "/payout/transfers", params={"transfer_id": reference})
         if response.status_code == 404:
             return None
-        body = _answer(response)
+        body = api_object("cashfree", response)
         if response.status_code >= 400:
             raise GatewayUnavailable(f"cashfree transfer status answered {response.status_code}")
         return _api_payout(body)
@@ -132,7 +132,7 @@ class CashfreeGateway:
         timestamp = lowered.get("x-webhook-timestamp")
         if not signature_ok(self._secret, timestamp, body, lowered.get("x-webhook-signature")):
             return None
-        event = _json_object(body)
+        event = webhook_object("cashfree", body)
         kind = event.get("type")
         if not isinstance(kind, str) or kind not in TRANSFER_EVENTS:
             raise WebhookInvalid(f"unhandled cashfree event {kind!r}")
@@ -152,8 +152,9 @@ class CashfreeGateway:
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """One HTTP call; transport errors and 5xx become GatewayUnavailable."""
         try:
-            response = self._session.request(method, self._base + path, headers=self._headers,
-                                             timeout=self._timeout, **kwargs)  # fmt: skip
+            response = self._session.request(
+                method, self._base + path, headers=self._headers, timeout=self._timeout, **kwargs
+            )
         except requests.RequestException as exc:
             raise GatewayUnavailable(f"cashfree {method} {path}: {exc}") from exc
         if response.status_code >= 500:
@@ -215,13 +216,19 @@ def status_of(status: str, status_code: str) -> PayoutStatus:
 
 def transfer_from_data(data: Mapping[str, Any]) -> Payout:
     """Our view of a Cashfree transfer object; ValueError/TypeError if malformed."""
-    status = status_of(_str(data, "status"), str(data.get("status_code") or ""))
+    status = status_of(required_str(data, "status"), str(data.get("status_code") or ""))
     reason = ""
     if status in (PayoutStatus.FAILED, PayoutStatus.REVERSED):
         reason = str(data.get("status_description") or data.get("status_code") or data["status"])
     provider_id, utr = str(data.get("cf_transfer_id") or ""), str(data.get("transfer_utr") or "")
-    return Payout(_str(data, "transfer_id"), provider_id, status, paise(data["transfer_amount"]),
-                  reason, utr)  # fmt: skip
+    return Payout(
+        required_str(data, "transfer_id"),
+        provider_id,
+        status,
+        paise(data["transfer_amount"]),
+        reason,
+        utr,
+    )
 
 
 def refusal(status: int, body: Mapping[str, Any]) -> GatewayUnavailable | PayoutRejected:
@@ -262,9 +269,17 @@ def _transfer_event(event: Mapping[str, Any], event_id: str, sent_at: int) -> Ga
     if not isinstance(data, dict):
         raise TypeError("data is not an object")
     payout = transfer_from_data(data)
-    return GatewayEvent(event_id, "payout", payout.reference, payout.status.value, payout.amount,
-                        payout.provider_id, event_epoch(event.get("event_time"), sent_at),
-                        payout.failure_reason, raw=dict(event))  # fmt: skip
+    return GatewayEvent(
+        event_id,
+        "payout",
+        payout.reference,
+        payout.status.value,
+        payout.amount,
+        payout.provider_id,
+        event_epoch(event.get("event_time"), sent_at),
+        payout.failure_reason,
+        raw=dict(event),
+    )
 
 
 def _api_payout(body: Mapping[str, Any]) -> Payout:
@@ -272,31 +287,3 @@ def _api_payout(body: Mapping[str, Any]) -> Payout:
         return transfer_from_data(body)
     except (KeyError, TypeError, ValueError) as exc:
         raise GatewayUnavailable(f"cashfree answered an unreadable transfer: {exc}") from exc
-
-
-def _answer(response: requests.Response) -> dict[str, Any]:
-    """The JSON object a response carries; anything else leaves the outcome unknown."""
-    try:
-        body = response.json()
-    except ValueError as exc:
-        raise GatewayUnavailable(f"cashfree answered {response.status_code}, not JSON") from exc
-    if not isinstance(body, dict):
-        raise GatewayUnavailable(f"cashfree answered {response.status_code}, not an object")
-    return body
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        event = json.loads(body)
-    except ValueError as exc:
-        raise WebhookInvalid("cashfree webhook body is not JSON") from exc
-    if not isinstance(event, dict):
-        raise WebhookInvalid("cashfree webhook body is not an object")
-    return event
-
-
-def _str(data: Mapping[str, Any], key: str) -> str:
-    value = data[key]
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{key} is not a non-empty string")
-    return value

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ import razorpay
 import requests
 from razorpay.errors import BadRequestError, GatewayError, ServerError
 
+from gateway_clients._json import api_object, required_int, required_str, webhook_object
 from gateway_clients.base import (
     GatewayEvent,
     GatewayUnavailable,
@@ -103,9 +103,10 @@ class RazorpayGateway:
     def create_payout(self, request: PayoutRequest) -> Payout:
         """Ask RazorpayX for a composite UPI payout, our reference as the idempotency key."""
         headers = {"X-Payout-Idempotency": request.reference}
-        response = self._call("POST", "/v1/payouts", json=payout_body(self._account, request),
-                              headers=headers)  # fmt: skip
-        body = _answer(response)
+        response = self._call(
+            "POST", "/v1/payouts", json=payout_body(self._account, request), headers=headers
+        )
+        body = api_object("razorpay", response)
         if response.status_code >= 400:
             raise refusal(response.status_code, body)
         payout = _api_payout(body)
@@ -117,7 +118,7 @@ class RazorpayGateway:
         """The newest payout made under our reference, or None if RazorpayX has none."""
         params = {"account_number": self._account, "reference_id": reference}
         response = self._call("GET", "/v1/payouts", params=params)
-        body = _answer(response)
+        body = api_object("razorpay", response)
         if response.status_code >= 400:
             raise GatewayUnavailable(f"razorpay payout list answered {response.status_code}")
         items = body.get("items") or []
@@ -131,9 +132,10 @@ class RazorpayGateway:
         if not self._validate_payees:
             return None
         try:
-            response = self._call("POST", "/v1/fund_accounts/validations",
-                                  json=validation_body(self._account, vpa))  # fmt: skip
-            body = _answer(response)
+            response = self._call(
+                "POST", "/v1/fund_accounts/validations", json=validation_body(self._account, vpa)
+            )
+            body = api_object("razorpay", response)
         except GatewayUnavailable as exc:
             log.warning("payee check not done: %s", exc)
             return None
@@ -146,8 +148,13 @@ class RazorpayGateway:
         data = payment_link_body(reference, amount, phone, description, expire_by)
         try:
             link = self._client.payment_link.create(data, timeout=self._timeout)
-            return PaymentLink(reference, _str(link, "id"), _str(link, "short_url"),
-                               _int(link, "amount"), expire_by)  # fmt: skip
+            return PaymentLink(
+                reference,
+                required_str(link, "id"),
+                required_str(link, "short_url"),
+                required_int(link, "amount"),
+                expire_by,
+            )
         except (BadRequestError, GatewayError, ServerError) as exc:
             raise GatewayUnavailable(f"razorpay payment link refused: {exc}") from exc
         except (requests.RequestException, ValueError, TypeError) as exc:
@@ -158,7 +165,7 @@ class RazorpayGateway:
         lowered = {key.lower(): value for key, value in headers.items()}
         if not signature_ok(self._webhook_secret, body, lowered.get("x-razorpay-signature")):
             return None
-        event = _json_object(body)
+        event = webhook_object("razorpay", body)
         event_id = lowered.get("x-razorpay-event-id") or body_digest(body)
         name = event.get("event")
         try:
@@ -173,8 +180,9 @@ class RazorpayGateway:
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """One HTTP call; transport errors and 5xx become GatewayUnavailable."""
         try:
-            response = self._session.request(method, self._base + path, auth=self._auth,
-                                             timeout=self._timeout, **kwargs)  # fmt: skip
+            response = self._session.request(
+                method, self._base + path, auth=self._auth, timeout=self._timeout, **kwargs
+            )
         except requests.RequestException as exc:
             raise GatewayUnavailable(f"razorpay {method} {path}: {exc}") from exc
         if response.status_code >= 500:
@@ -279,14 +287,20 @@ def refusal(status: int, body: Mapping[str, Any]) -> GatewayUnavailable | Payout
 
 def payout_from_entity(entity: Mapping[str, Any]) -> Payout:
     """Our view of a RazorpayX payout entity; ValueError/TypeError if malformed."""
-    status = STATES.get(_str(entity, "status"), PayoutStatus.PROCESSING)
+    status = STATES.get(required_str(entity, "status"), PayoutStatus.PROCESSING)
     reason = ""
     if status in (PayoutStatus.FAILED, PayoutStatus.REVERSED):
         details = entity.get("status_details")
         described = details.get("description") if isinstance(details, dict) else None
         reason = str(described or entity.get("failure_reason") or entity["status"])
-    return Payout(str(entity.get("reference_id") or ""), _str(entity, "id"), status,
-                  _int(entity, "amount"), reason, str(entity.get("utr") or ""))  # fmt: skip
+    return Payout(
+        str(entity.get("reference_id") or ""),
+        required_str(entity, "id"),
+        status,
+        required_int(entity, "amount"),
+        reason,
+        str(entity.get("utr") or ""),
+    )
 
 
 def signature_ok(secret: bytes, body: bytes, signature: str | None) -> bool:
@@ -306,17 +320,33 @@ def _payout_event(event: Mapping[str, Any], event_id: str) -> GatewayEvent:
     payout = payout_from_entity(_entity(event, "payout"))
     if not payout.reference:
         raise WebhookInvalid("payout event without our reference_id")
-    return GatewayEvent(event_id, "payout", payout.reference, payout.status.value, payout.amount,
-                        payout.provider_id, _int(event, "created_at"), payout.failure_reason,
-                        raw=dict(event))  # fmt: skip
+    return GatewayEvent(
+        event_id,
+        "payout",
+        payout.reference,
+        payout.status.value,
+        payout.amount,
+        payout.provider_id,
+        required_int(event, "created_at"),
+        payout.failure_reason,
+        raw=dict(event),
+    )
 
 
 def _link_event(event: Mapping[str, Any], event_id: str, status: str) -> GatewayEvent:
     link = _entity(event, "payment_link")
-    reference = _str(link, "reference_id")
-    amount = _int(link, "amount_paid" if status == "paid" else "amount")
-    return GatewayEvent(event_id, "payment_link", reference, status, amount, _str(link, "id"),
-                        _int(event, "created_at"), raw=dict(event))  # fmt: skip
+    reference = required_str(link, "reference_id")
+    amount = required_int(link, "amount_paid" if status == "paid" else "amount")
+    return GatewayEvent(
+        event_id,
+        "payment_link",
+        reference,
+        status,
+        amount,
+        required_str(link, "id"),
+        required_int(event, "created_at"),
+        raw=dict(event),
+    )
 
 
 def _entity(event: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
@@ -333,41 +363,6 @@ def _api_payout(body: Mapping[str, Any]) -> Payout:
         raise GatewayUnavailable(f"razorpay answered an unreadable payout: {exc}") from exc
 
 
-def _answer(response: requests.Response) -> dict[str, Any]:
-    """The JSON object a response carries; anything else leaves the outcome unknown."""
-    try:
-        body = response.json()
-    except ValueError as exc:
-        raise GatewayUnavailable(f"razorpay answered {response.status_code}, not JSON") from exc
-    if not isinstance(body, dict):
-        raise GatewayUnavailable(f"razorpay answered {response.status_code}, not an object")
-    return body
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        event = json.loads(body)
-    except ValueError as exc:
-        raise WebhookInvalid("razorpay webhook body is not JSON") from exc
-    if not isinstance(event, dict):
-        raise WebhookInvalid("razorpay webhook body is not an object")
-    return event
-
-
 def _created(item: Mapping[str, Any]) -> int:
     value = item.get("created_at")
     return value if isinstance(value, int) else 0
-
-
-def _str(data: Mapping[str, Any], key: str) -> str:
-    value = data[key]
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{key} is not a non-empty string")
-    return value
-
-
-def _int(data: Mapping[str, Any], key: str) -> int:
-    value = data[key]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{key} is not an integer")
-    return value

@@ -20,6 +20,7 @@ from app.config import Settings
 from crypto.keys import PIN_KEY_LABEL, KeyRing, MasterKey, generate_key
 from crypto.pins import PinHasher
 from gateway_clients.base import PaymentGateway
+from sms.channels import SmsChannel
 from storage.contract import Store, Tx
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,24 @@ def build_gateway(settings: Settings, clock: Clock) -> PaymentGateway:
     )
 
 
+def build_sms_channel(settings: Settings) -> SmsChannel:
+    """Twilio when configured so; otherwise the log (development: nothing is sent)."""
+    if settings.sms_channel == "twilio":
+        from sms.twilio_sender import TwilioChannel
+
+        callback = settings.public_base_url.rstrip("/")
+        return TwilioChannel(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            from_number=settings.twilio_from,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            status_callback_url=callback + "/sms/twilio/status" if callback else "",
+        )
+    from sms.log_channel import LogChannel
+
+    return LogChannel()
+
+
 def load_keyring(settings: Settings) -> KeyRing:
     """The master key from SMSPAY_MASTER_KEY, or the development key file under DATA_DIR."""
     previous = [MasterKey.from_b64(k) for k in settings.master_key_previous.split(",") if k.strip()]
@@ -149,6 +168,7 @@ class Services:
     clock: Clock = field(default_factory=SystemClock)
     store_override: Store | None = None
     gateway_override: PaymentGateway | None = None
+    sms_channel_override: SmsChannel | None = None
     _pins: PinHasher | None = field(default=None, init=False, repr=False)
 
     @cached_property
@@ -160,6 +180,11 @@ class Services:
     def gateway(self) -> PaymentGateway:
         """The payout rail (Razorpay, Cashfree or the sandbox)."""
         return self.gateway_override or build_gateway(self.settings, self.clock)
+
+    @cached_property
+    def sms_channel(self) -> SmsChannel:
+        """The channel the worker sends status SMS through (Tasker phones pull theirs)."""
+        return self.sms_channel_override or build_sms_channel(self.settings)
 
     @cached_property
     def keyring(self) -> KeyRing:

@@ -7,11 +7,13 @@ from datetime import date, datetime
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
+from app import cli_sms
 from app.bootstrap import Services
+from app.jobs import HANDLERS
 from app.services.reconcile import reconcile_day
-from app.services.settlement import HANDLERS, handle_gateway_event
+from app.services.settlement import handle_gateway_event
 from app.worker import Worker
 from storage.models import JobStatus
 
@@ -25,6 +27,7 @@ def _svc() -> Services:
 
 
 @click.command("worker")
+@with_appcontext
 @click.option("--once", is_flag=True, help="Run the jobs that are due now, then stop.")
 @click.option("--max-jobs", type=int, help="Stop after this many jobs.")
 def worker_cmd(once: bool, max_jobs: int | None) -> None:
@@ -65,11 +68,12 @@ def jobs_retry(key: str) -> None:
 
 
 @click.command("reconcile")
+@with_appcontext
 @click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Local day (default today).")
 def reconcile_cmd(day: datetime | None) -> None:
     """Compare a day's payouts and top-ups with the gateway's own records."""
     svc = _svc()
-    when: date = (day or datetime.now(svc.tz)).date()
+    when: date = (day or datetime.fromtimestamp(svc.clock.now(), svc.tz)).date()
     with click.progressbar(length=0, label=f"reconciling {when}") as bar:
 
         def progress(done: int, total: int) -> None:
@@ -106,3 +110,4 @@ def register(app_cli: click.Group) -> None:
     app_cli.add_command(jobs_cli)
     app_cli.add_command(reconcile_cmd)
     app_cli.add_command(sandbox_cli)
+    cli_sms.register(app_cli)

@@ -82,10 +82,36 @@ class Settings:
         "90,1800,7200", "Seconds after a payout to check its status (NPCI: >= 90 s, 3 in 2 h)."
     )
     top_up_link_ttl_seconds: int = _setting(86_400, "How long a top-up payment link stays valid.")
+    sms_channel: str = _setting(
+        "log", "How status SMS leave: log (nothing is sent), twilio, or tasker (the phone sends)."
+    )
+    twilio_account_sid: str = _setting("", "Twilio account SID, for sending SMS.")
+    twilio_from: str = _setting("", "The Twilio number status SMS come from (E.164).")
+    twilio_messaging_service_sid: str = _setting(
+        "", "A Twilio Messaging Service to send from instead of one number."
+    )
+    twilio_messages_per_second: int = _setting(1, "Twilio's sending rate for the sender.")
+    tasker_sms_per_hour: int = _setting(
+        100, "SMS one Tasker phone may send an hour (Android: 100)."
+    )
+    tasker_lease_seconds: int = _setting(
+        120, "How long a Tasker phone holds an SMS before re-offer."
+    )
+    tasker_max_attempts: int = _setting(3, "Tasker send failures before an SMS is marked failed.")
     worker_lease_seconds: int = _setting(60, "How long a worker holds a job before others may.")
     worker_max_attempts: int = _setting(8, "Attempts before a job moves to the dead-letter state.")
     worker_backoff_base_seconds: int = _setting(2, "First retry delay (doubles, full jitter).")
     worker_backoff_max_seconds: int = _setting(600, "Longest retry delay.")
+    secret_key: str = _setting(
+        "", "Signs console session cookies. Unset: made once in DATA_DIR/console.secret (dev only)."
+    )
+    console_session_hours: int = _setting(8, "How long a console sign-in lasts.")
+    kpi_tasker_silent_minutes: int = _setting(
+        30, "A Tasker phone not heard from for this long is flagged on the dashboard."
+    )
+    kpi_device_silent_hours: int = _setting(
+        72, "A phone whose device has sent nothing for this long is flagged on the dashboard."
+    )
     log_level: str = _setting("INFO", "Python logging level.")
 
     @classmethod
@@ -122,6 +148,10 @@ class Settings:
             raise ConfigError("PIN attempts must be 1 or more and the lock 0 s or more")
         if self.limit_per_payment_paise < 1 or self.limit_per_day_paise < 1:
             raise ConfigError("limits must be positive amounts in paise")
+        if self.sms_channel not in ("log", "twilio", "tasker"):
+            raise ConfigError("SMSPAY_SMS_CHANNEL must be log, twilio or tasker")
+        if self.console_session_hours < 1:
+            raise ConfigError("SMSPAY_CONSOLE_SESSION_HOURS must be 1 or more")
         if self.gateway not in ("sandbox", "razorpay", "cashfree"):
             raise ConfigError("SMSPAY_GATEWAY must be sandbox, razorpay or cashfree")
         try:

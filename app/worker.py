@@ -32,6 +32,7 @@ class Retry:
 
     reason: str
     after: float | None = None  # seconds; None: the worker's backoff decides
+    counts: bool = True  # False: waiting (e.g. for a rate limit) is not a failed attempt
 
 
 Handler = Callable[[Services, Job], Retry | None]
@@ -68,6 +69,11 @@ class Worker:
         )
         if job is None:
             return False
+        if job.attempts > settings.worker_max_attempts:  # every earlier attempt killed its worker
+            reason = "no attempt finished: the worker stopped during each one"
+            self.svc.store.atomic(lambda tx: tx.bury_job(job.id, self.owner, reason, now))
+            log.error("job %s %s is dead: %s", job.kind, job.key, reason)
+            return True
         handler = self.handlers[job.kind]
         try:
             outcome = handler(self.svc, job)
@@ -89,7 +95,7 @@ class Worker:
         if outcome is None:
             self.svc.store.atomic(lambda tx: tx.finish_job(job.id, self.owner, now))
             return
-        if job.attempts >= settings.worker_max_attempts:
+        if outcome.counts and job.attempts >= settings.worker_max_attempts:
             log.error(
                 "job %s %s is dead after %d attempts: %s",
                 job.kind,
@@ -108,7 +114,9 @@ class Worker:
                 self.rng,
             )
         self.svc.store.atomic(
-            lambda tx: tx.retry_job(job.id, self.owner, now + delay, outcome.reason, now)
+            lambda tx: tx.retry_job(
+                job.id, self.owner, now + delay, outcome.reason, now, outcome.counts
+            )
         )
 
     def run(self, idle_sleep: float = 1.0, max_jobs: int | None = None) -> int:

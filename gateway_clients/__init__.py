@@ -1,4 +1,4 @@
-"""Payment gateways that move money outside the service (Razorpay, UPI PSP, sandbox).
+"""Payment gateways that move money outside the service: RazorpayX, Cashfree, and the sandbox.
 
-Settlement to UPI ids is not enabled yet: payments to a VPA are refused with a clear SMS.
+`base.py` is the contract; `build_gateway` in app/bootstrap.py picks one by SMSPAY_GATEWAY.
 """

@@ -121,3 +121,33 @@ HELP = (
 )
 USAGE = f"{BRAND}: We only read messages sent by the SMS Pay app. Send HELP for help."
 TRY_LATER = f"{BRAND}: Service busy. Please try again in a few minutes. {NO_MONEY_MOVED}"
+
+
+# after a staff member's action (app/services/review.py)
+
+
+def payment_rejected(amount: int, payee: str, reference: str, balance: int) -> str:
+    """To the payer, when an admin rejected a held payment and the money came back."""
+    return (
+        f"{BRAND}: {rs(amount)} to {payee} was not approved and is back in your wallet. "
+        f"Ref {reference}. Bal {rs(balance)}."
+    )
+
+
+def reversed_to_payer(amount: int, payee: str, reference: str, balance: int) -> str:
+    """To the payer of a payment that support reversed."""
+    return (
+        f"{BRAND}: {rs(amount)} paid to {payee} was reversed and is back in your wallet. "
+        f"Ref {reference}. Bal {rs(balance)}."
+    )
+
+
+def reversed_from_payee(amount: int, payer: str, reference: str, balance: int) -> str:
+    """To the payee of a payment that support reversed."""
+    return (
+        f"{BRAND}: {rs(amount)} from {payer} was reversed by support. "
+        f"Ref {reference}. Bal {rs(balance)}."
+    )
+
+
+UNLOCKED = f"{BRAND}: Your account is unlocked. You can pay by SMS again."

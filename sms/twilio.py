@@ -1,8 +1,9 @@
-"""Twilio's incoming-message webhook: signature check, form parsing, TwiML replies."""
+"""Twilio's webhooks: signature check, incoming-message and status-callback forms, TwiML replies."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
@@ -53,3 +54,49 @@ def twiml_reply(text: str | None) -> str:
     if text:
         response.message(text)
     return str(response)
+
+
+# Every value Twilio documents for a Message's status (MessageStatus in a status callback).
+MESSAGE_STATUSES = frozenset(
+    {
+        "queued",
+        "sending",
+        "sent",
+        "delivered",
+        "undelivered",
+        "failed",
+        "accepted",
+        "scheduled",
+        "read",
+        "partially_delivered",
+        "canceled",
+        "receiving",
+        "received",
+    }
+)
+
+
+@dataclass(frozen=True)
+class StatusCallback:
+    """One status change of an outbound message, as Twilio reports it."""
+
+    message_sid: str
+    status: str
+    error_code: str  # "" unless delivery failed, e.g. "30003"
+    to: str
+
+
+def parse_status_callback(form: Mapping[str, str]) -> StatusCallback:
+    """Turn Twilio's message status callback form (already signature-checked) into data."""
+    sid = form.get("MessageSid", "")
+    status = form.get("MessageStatus", "")
+    if not (len(sid) == 34 and sid.startswith(MESSAGE_SID_PREFIXES) and sid.isalnum()):
+        raise MalformedTwilioRequest("missing or malformed MessageSid")
+    if status not in MESSAGE_STATUSES:
+        raise MalformedTwilioRequest("missing or unknown MessageStatus")
+    return StatusCallback(
+        message_sid=sid,
+        status=status,
+        error_code=form.get("ErrorCode", "").strip(),
+        to=form.get("To", ""),
+    )

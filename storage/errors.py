@@ -9,6 +9,10 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached or is too busy; the caller should answer 503."""
 
 
+class SchemaMissing(StoreUnavailable):
+    """The database answers but was never prepared: run `flask --app wsgi db init`."""
+
+
 class DuplicateKey(StoreError):
     """A unique constraint refused the write: the thing exists already."""
 

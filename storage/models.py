@@ -163,7 +163,11 @@ class FrameRecord:
 
 @dataclass(frozen=True)
 class OutboundSms:
-    """A status SMS waiting in the outbox (sent by the outbound-SMS worker)."""
+    """A status SMS in the outbox, written in the unit of work of the change it reports.
+
+    pending -> sending (a worker or a Tasker phone has it) -> sent (the provider took it)
+    -> delivered | undelivered | failed (what the provider later said).
+    """
 
     to: str
     body: str
@@ -171,6 +175,16 @@ class OutboundSms:
     reference: str | None = None
     id: str | None = None
     status: str = "pending"
+    channel: str = ""
+    provider_id: str = ""
+    error: str = ""
+    updated_at: float | None = None
+    lease_gateway: str | None = None
+    lease_until: float | None = None
+    attempts: int = 0
+
+
+SMS_FINAL = ("delivered", "undelivered", "failed")
 
 
 class JobStatus(StrEnum):
@@ -212,3 +226,62 @@ class ProviderEvent:
     status: str
     received_at: float
     outcome: str = ""
+
+
+# Support staff and admins (app/services/staff.py): accounts, API tokens, the audit log.
+
+
+class StaffRole(StrEnum):
+    """What a staff member may do: support reads; admin also acts on money and users."""
+
+    SUPPORT = "support"
+    ADMIN = "admin"
+
+
+HELD_ACCOUNT = "system:held"  # money of FLAGGED payments, until an admin approves or rejects
+
+
+@dataclass(frozen=True)
+class StaffMember:
+    """A support agent or admin. The console password is kept only as a slow (scrypt) hash."""
+
+    id: str
+    name: str
+    role: StaffRole
+    created_at: float
+    password_hash: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """An API bearer token, kept only as the SHA-256 of the token; `prefix` names it to people."""
+
+    token_hash: str
+    prefix: str
+    staff_id: str
+    created_at: float
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One staff action, append-only: who, what, on what, when, why, and what became of it."""
+
+    id: str  # sorts by time: milliseconds, then random hex
+    at: float
+    actor: str  # a staff member's name, or "cli:<os user>"
+    action: str  # e.g. "payment.approve"
+    target: str  # a transaction reference, a phone number, a staff name
+    reason: str
+    outcome: str = ""
+
+
+@dataclass(frozen=True)
+class TxGroup:
+    """Transactions created in a time range that share state, channel and reason (for KPIs)."""
+
+    state: TxState
+    channel: str
+    reason: str
+    count: int
+    amount: int

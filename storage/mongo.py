@@ -36,7 +36,7 @@ from storage.errors import (
     DuplicateKey,
     InsufficientFunds,
     NotFound,
-    StoreError,
+    SchemaMissing,
     StoreUnavailable,
     UnbalancedEntry,
 )
@@ -57,7 +57,7 @@ from storage.models import (
     TxState,
     User,
 )
-from storage.mongo_staff import STAFF_INDEXES, MongoStaffMixin
+from storage.mongo_staff import STAFF_INDEXES, STAFF_KINDS, MongoStaffMixin
 from storage.transfer import KINDS, RECORDS, Account, History, MetaValue, Record
 
 T = TypeVar("T")
@@ -80,6 +80,7 @@ INDEXES: dict[str, list[IndexModel]] = {
             name="provider_message_unique",
         ),
         IndexModel([("sender", ASCENDING), ("received_at", DESCENDING)], name="sender_time"),
+        IndexModel("reference", name="reference"),
     ],
     "frames": [IndexModel("expires", expireAfterSeconds=0, name="expiry_ttl")],
     "ledger_entries": [IndexModel("reference", name="reference")],
@@ -90,10 +91,17 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("state", ASCENDING), ("created_at", DESCENDING)], name="state_time"),
         IndexModel([("created_at", DESCENDING)], name="time"),
     ],
-    "outbox_sms": [IndexModel([("status", ASCENDING), ("created_at", ASCENDING)], name="status")],
+    "outbox_sms": [
+        IndexModel([("status", ASCENDING), ("created_at", ASCENDING)], name="status"),
+        IndexModel([("channel", ASCENDING), ("status", ASCENDING)], name="channel_status"),
+        IndexModel("reference", name="reference"),
+        IndexModel("provider_id", name="provider_id"),
+    ],
+    "rate_buckets": [IndexModel("expires", expireAfterSeconds=0, name="expiry_ttl")],
     "jobs": [
         IndexModel([("status", ASCENDING), ("run_after", ASCENDING)], name="due"),
         IndexModel([("status", ASCENDING), ("lease_until", ASCENDING)], name="lease"),
+        IndexModel("payload.reference", name="reference"),
     ],
     "provider_events": [IndexModel("reference", name="reference")],
 }
@@ -424,31 +432,101 @@ class MongoTx(MongoStaffMixin):
         return [self._txn(d) for d in ordered.limit(limit)]
 
     # outbox
+    @staticmethod
+    def _sms(d: dict[str, Any]) -> OutboundSms:
+        fields = _strip(d, "_id", "recipient")
+        return OutboundSms(**{**fields, "to": d["recipient"], "id": str(d["_id"])})
+
+    @staticmethod
+    def _sms_doc(m: OutboundSms) -> dict[str, Any]:
+        return {**_strip(m.__dict__, "id", "to"), "recipient": m.to}
+
     def enqueue_sms(self, message: OutboundSms) -> None:
-        self._insert(
-            "outbox_sms",
-            {
-                "recipient": message.to,
-                "body": message.body,
-                "reference": message.reference,
-                "created_at": message.created_at,
-                "status": message.status,
-            },
-        )
+        sms_id = str(self._insert("outbox_sms", self._sms_doc(message)))
+        at = message.created_at
+        self.enqueue_job("sms.send", f"sms.send:{sms_id}", {"id": sms_id}, at, at)
 
     def outbox(self, limit: int = 100) -> list[OutboundSms]:
         docs = self._db.outbox_sms.find({}, session=self._s).sort("_id").limit(limit)
-        return [
-            OutboundSms(
-                d["recipient"],
-                d["body"],
-                d["created_at"],
-                d.get("reference"),
-                str(d["_id"]),
-                d["status"],
-            )
-            for d in docs
+        return [self._sms(d) for d in docs]
+
+    def get_sms(self, sms_id: str) -> OutboundSms | None:
+        if not ObjectId.is_valid(sms_id):  # not an id this backend makes
+            return None
+        d = self._find("outbox_sms", {"_id": ObjectId(sms_id)})
+        return self._sms(d) if d else None
+
+    def find_sms_by_provider_id(self, provider_id: str) -> OutboundSms | None:
+        d = self._find("outbox_sms", {"provider_id": provider_id})
+        return self._sms(d) if d else None
+
+    def update_sms(self, sms_id: str, now: float, **changes: Any) -> None:
+        allowed = {
+            "status",
+            "channel",
+            "provider_id",
+            "error",
+            "lease_gateway",
+            "lease_until",
+            "attempts",
+        }
+        if not changes or set(changes) - allowed:
+            raise ValueError(f"cannot change {sorted(set(changes) - allowed)}")
+        self._update(
+            "outbox_sms", {"_id": ObjectId(sms_id)}, {"$set": {**changes, "updated_at": now}}
+        )
+
+    def lease_sms(
+        self, gateway_id: str, now: float, lease_seconds: float, limit: int
+    ) -> list[OutboundSms]:
+        if limit <= 0:
+            return []
+        due = {
+            "channel": "tasker",
+            "$or": [{"status": "pending"}, {"status": "sending", "lease_until": {"$lt": now}}],
+        }
+        ids = [
+            d["_id"]
+            for d in self._db.outbox_sms.find(due, {"_id": 1}, session=self._s)
+            .sort("_id")
+            .limit(limit)
         ]
+        if ids:
+            self._db.outbox_sms.update_many(
+                {"_id": {"$in": ids}},
+                {
+                    "$set": {
+                        "status": "sending",
+                        "lease_gateway": gateway_id,
+                        "lease_until": now + lease_seconds,
+                        "updated_at": now,
+                    },
+                    "$inc": {"attempts": 1},
+                },
+                session=self._s,
+            )
+        docs = self._db.outbox_sms.find({"_id": {"$in": ids}}, session=self._s).sort("_id")
+        return [self._sms(d) for d in docs]
+
+    def take_tokens(
+        self, bucket: str, capacity: float, per_second: float, want: int, now: float
+    ) -> int:
+        d = self._find("rate_buckets", {"_id": bucket})
+        tokens = (
+            capacity if d is None else min(capacity, d["tokens"] + (now - d["at"]) * per_second)
+        )
+        granted = want if want < 0 else max(0, min(want, int(tokens)))  # want < 0: give back
+        self._db.rate_buckets.replace_one(
+            {"_id": bucket},
+            {
+                "tokens": min(capacity, tokens - granted),
+                "at": now,
+                "expires": datetime.fromtimestamp(now + 86_400, UTC),
+            },
+            upsert=True,
+            session=self._s,
+        )
+        return granted
 
     # jobs and provider events (a job's _id is its unique key)
     @staticmethod
@@ -512,10 +590,12 @@ class MongoTx(MongoStaffMixin):
         )
         return self._job(d) if d else None
 
-    def _leased(self, job_id: str, owner: str, update: dict[str, Any]) -> bool:
+    def _leased(
+        self, job_id: str, owner: str, update: dict[str, Any], inc: dict[str, int] | None = None
+    ) -> bool:
         result = self._db.jobs.update_one(
             {"_id": job_id, "lease_owner": owner, "status": "running"},
-            {"$set": update},
+            {"$set": update, **({"$inc": inc} if inc else {})},
             session=self._s,
         )
         return result.modified_count == 1
@@ -525,7 +605,9 @@ class MongoTx(MongoStaffMixin):
             job_id, owner, {"status": "done", "lease_until": None, "updated_at": now}
         )
 
-    def retry_job(self, job_id: str, owner: str, run_after: float, error: str, now: float) -> bool:
+    def retry_job(
+        self, job_id: str, owner: str, run_after: float, error: str, now: float, count: bool = True
+    ) -> bool:
         return self._leased(
             job_id,
             owner,
@@ -537,6 +619,7 @@ class MongoTx(MongoStaffMixin):
                 "lease_until": None,
                 "updated_at": now,
             },
+            inc={} if count else {"attempts": -1},
         )
 
     def bury_job(self, job_id: str, owner: str, error: str, now: float) -> bool:
@@ -604,6 +687,8 @@ class MongoTx(MongoStaffMixin):
 
     def dump(self, kind: str) -> Iterator[Record]:
         """Every record of one kind, by _id (the order of the SQLite dump too)."""
+        if self._collection(kind) in STAFF_KINDS:
+            return self._dump_staff(kind)
         builders: dict[str, Callable[[dict[str, Any]], Record]] = {
             "meta": lambda d: MetaValue(d["_id"], _bytes(d["value"])),
             "users": self._user,
@@ -627,20 +712,15 @@ class MongoTx(MongoStaffMixin):
             "frames": lambda d: FrameRecord(**_strip(d, "_id", "expires")),
             "jobs": self._job,
             "provider_events": lambda d: ProviderEvent(**_strip(d, "_id")),
-            "outbox_sms": lambda d: OutboundSms(
-                d["recipient"],
-                d["body"],
-                d["created_at"],
-                d.get("reference"),
-                str(d["_id"]),
-                d["status"],
-            ),  # fmt: skip
+            "outbox_sms": self._sms,
         }
         docs = self._db[self._collection(kind)].find({}, session=self._s).sort("_id")
         return map(builders[kind], docs)
 
     def load(self, kind: str, records: Sequence[Record]) -> None:
         """Insert exported records as they are, in bulk; generated ids are new but in order."""
+        if self._collection(kind) in STAFF_KINDS:
+            return self._load_staff(kind, records)
         expected = RECORDS[self._collection(kind)]
         if any(type(r) is not expected for r in records):
             raise TypeError(f"not all records are {kind}")
@@ -728,13 +808,7 @@ class MongoTx(MongoStaffMixin):
         if isinstance(r, ProviderEvent):
             return {**r.__dict__, "_id": f"{r.provider}:{r.event_id}"}
         if isinstance(r, OutboundSms):
-            return {
-                "recipient": r.to,
-                "body": r.body,
-                "reference": r.reference,
-                "created_at": r.created_at,
-                "status": r.status,
-            }
+            return MongoTx._sms_doc(r)
         raise TypeError(f"no document for {type(r).__name__}")
 
 
@@ -776,7 +850,7 @@ class MongoStore:
             return
         names = self._call(lambda: self.db.users.index_information())
         if "phone_unique" not in names:
-            raise StoreError("MongoDB indexes are missing: run `flask --app wsgi db init`")
+            raise SchemaMissing("MongoDB indexes are missing: run `flask --app wsgi db init`")
         self._checked = True
 
     @staticmethod
@@ -830,15 +904,16 @@ class MongoStore:
             for name in [*INDEXES, *STAFF_INDEXES, "accounts", "meta", "tasker_gateways"]:
                 if name not in existing:
                     db.create_collection(name)
-            for name, models in {**INDEXES, **STAFF_INDEXES}.items():
+            for name, models in [*INDEXES.items(), *STAFF_INDEXES.items()]:
                 db[name].create_indexes(models)
         except PyMongoError as exc:
             raise StoreUnavailable(f"cannot prepare MongoDB: {exc}") from exc
         self._checked = False
 
     def ping(self) -> None:
-        """Raise StoreUnavailable unless the server answers."""
+        """Raise StoreUnavailable unless the server answers, SchemaMissing unless prepared."""
         self._call(lambda: self.db.command("ping"))
+        self._check_ready()
 
     def close(self) -> None:
         """Close this process's client."""

@@ -41,7 +41,7 @@ from storage.models import (
     TxState,
     User,
 )
-from storage.sqlite_staff import STAFF_SCHEMA, SqliteStaffMixin
+from storage.sqlite_staff import STAFF_KINDS, STAFF_SCHEMA, SqliteStaffMixin
 from storage.transfer import KINDS, RECORDS, Account, History, MetaValue, Record
 
 T = TypeVar("T")
@@ -99,8 +99,13 @@ CREATE TABLE IF NOT EXISTS transaction_events (
 CREATE INDEX IF NOT EXISTS transaction_events_ref ON transaction_events (reference, id);
 CREATE TABLE IF NOT EXISTS outbox_sms (
     id INTEGER PRIMARY KEY, recipient TEXT NOT NULL, body TEXT NOT NULL, reference TEXT,
-    created_at REAL NOT NULL, status TEXT NOT NULL DEFAULT 'pending');
+    created_at REAL NOT NULL, status TEXT NOT NULL DEFAULT 'pending', channel TEXT NOT NULL
+    DEFAULT '', provider_id TEXT NOT NULL DEFAULT '', error TEXT NOT NULL DEFAULT '',
+    updated_at REAL, lease_gateway TEXT, lease_until REAL, attempts INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS outbox_sms_status ON outbox_sms (status, id);
+CREATE INDEX IF NOT EXISTS outbox_sms_reference ON outbox_sms (reference);
+CREATE TABLE IF NOT EXISTS rate_buckets (
+    key TEXT PRIMARY KEY, tokens REAL NOT NULL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     key TEXT PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL,
     status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, run_after REAL NOT NULL,
@@ -114,6 +119,25 @@ CREATE TABLE IF NOT EXISTS provider_events (
     PRIMARY KEY (provider, event_id));
 CREATE INDEX IF NOT EXISTS provider_events_ref ON provider_events (reference);
 """
+
+
+# Columns added after a table first shipped: (table, column, definition), applied once on init.
+ADDED_COLUMNS = [
+    ("outbox_sms", "channel", "TEXT NOT NULL DEFAULT ''"),
+    ("outbox_sms", "provider_id", "TEXT NOT NULL DEFAULT ''"),
+    ("outbox_sms", "error", "TEXT NOT NULL DEFAULT ''"),
+    ("outbox_sms", "updated_at", "REAL"),
+    ("outbox_sms", "lease_gateway", "TEXT"),
+    ("outbox_sms", "lease_until", "REAL"),
+    ("outbox_sms", "attempts", "INTEGER NOT NULL DEFAULT 0"),
+]
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, column, definition in ADDED_COLUMNS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
 
 def _window_bytes(window: ReplayWindow) -> bytes:
@@ -391,21 +415,76 @@ class SqliteTx(SqliteStaffMixin):
         return [self._txn(r) for r in rows]
 
     # outbox
+    @staticmethod
+    def _sms(row: sqlite3.Row) -> OutboundSms:
+        d = dict(row)
+        to = d.pop("recipient")
+        return OutboundSms(**{**d, "to": to, "id": str(d["id"])})
+
+    def _insert_sms(self, m: OutboundSms) -> str:
+        return str(self._insert(
+            "INSERT INTO outbox_sms (recipient, body, reference, created_at, status, channel,"
+            " provider_id, error, updated_at, lease_gateway, lease_until, attempts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            m.to, m.body, m.reference, m.created_at, m.status, m.channel, m.provider_id, m.error,
+            m.updated_at, m.lease_gateway, m.lease_until, m.attempts,
+        ))  # fmt: skip
+
     def enqueue_sms(self, message: OutboundSms) -> None:
-        self._insert(
-            "INSERT INTO outbox_sms (recipient, body, reference, created_at, status)"
-            " VALUES (?, ?, ?, ?, ?)",
-            message.to, message.body, message.reference, message.created_at, message.status,
-        )  # fmt: skip
+        sms_id = self._insert_sms(message)
+        at = message.created_at
+        self.enqueue_job("sms.send", f"sms.send:{sms_id}", {"id": sms_id}, at, at)
 
     def outbox(self, limit: int = 100) -> list[OutboundSms]:
         rows = self._c.execute("SELECT * FROM outbox_sms ORDER BY id LIMIT ?", (limit,))
-        return [
-            OutboundSms(
-                r["recipient"], r["body"], r["created_at"], r["reference"], r["id"], r["status"]
+        return [self._sms(r) for r in rows]
+
+    def get_sms(self, sms_id: str) -> OutboundSms | None:
+        if not sms_id.isdigit():  # not an id this backend makes
+            return None
+        row = self._one("SELECT * FROM outbox_sms WHERE id = ?", int(sms_id))
+        return self._sms(row) if row else None
+
+    def find_sms_by_provider_id(self, provider_id: str) -> OutboundSms | None:
+        row = self._one("SELECT * FROM outbox_sms WHERE provider_id = ?", provider_id)
+        return self._sms(row) if row else None
+
+    def update_sms(self, sms_id: str, now: float, **changes: Any) -> None:
+        allowed = {"status", "channel", "provider_id", "error", "lease_gateway", "lease_until",
+                   "attempts"}  # fmt: skip
+        if not changes or set(changes) - allowed:
+            raise ValueError(f"cannot change {sorted(set(changes) - allowed)}")
+        columns = ", ".join(f"{name} = ?" for name in changes)
+        self._update(f"UPDATE outbox_sms SET {columns}, updated_at = ? WHERE id = ?",
+                     *changes.values(), now, int(sms_id))  # fmt: skip
+
+    def lease_sms(
+        self, gateway_id: str, now: float, lease_seconds: float, limit: int
+    ) -> list[OutboundSms]:
+        if limit <= 0:
+            return []
+        rows = self._c.execute(
+            "SELECT id FROM outbox_sms WHERE channel = 'tasker' AND (status = 'pending' OR"
+            " (status = 'sending' AND lease_until < ?)) ORDER BY id LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        for (sms_id,) in rows:
+            self._c.execute(
+                "UPDATE outbox_sms SET status = 'sending', lease_gateway = ?, lease_until = ?,"
+                " attempts = attempts + 1, updated_at = ? WHERE id = ?",
+                (gateway_id, now + lease_seconds, now, sms_id),
             )
-            for r in rows
-        ]
+        return [s for s in (self.get_sms(str(r[0])) for r in rows) if s is not None]
+
+    def take_tokens(
+        self, bucket: str, capacity: float, per_second: float, want: int, now: float
+    ) -> int:
+        row = self._one("SELECT tokens, updated_at FROM rate_buckets WHERE key = ?", bucket)
+        tokens = capacity if row is None else min(capacity, row[0] + (now - row[1]) * per_second)
+        granted = want if want < 0 else max(0, min(want, int(tokens)))  # want < 0: give back
+        self._c.execute("INSERT OR REPLACE INTO rate_buckets VALUES (?, ?, ?)",
+                        (bucket, min(capacity, tokens - granted), now))  # fmt: skip
+        return granted
 
     # jobs and provider events
     @staticmethod
@@ -455,11 +534,13 @@ class SqliteTx(SqliteStaffMixin):
         return self._leased("UPDATE jobs SET status = 'done', lease_until = NULL, updated_at = ?",
                             job_id, owner, now)  # fmt: skip
 
-    def retry_job(self, job_id: str, owner: str, run_after: float, error: str, now: float) -> bool:
+    def retry_job(
+        self, job_id: str, owner: str, run_after: float, error: str, now: float, count: bool = True
+    ) -> bool:
         return self._leased(
             "UPDATE jobs SET status = 'pending', run_after = ?, last_error = ?,"
-            " lease_owner = NULL, lease_until = NULL, updated_at = ?",
-            job_id, owner, run_after, error, now,
+            " lease_owner = NULL, lease_until = NULL, updated_at = ?, attempts = attempts - ?",
+            job_id, owner, run_after, error, now, 0 if count else 1,
         )  # fmt: skip
 
     def bury_job(self, job_id: str, owner: str, error: str, now: float) -> bool:
@@ -526,6 +607,8 @@ class SqliteTx(SqliteStaffMixin):
 
     def dump(self, kind: str) -> Iterator[Record]:
         """Every record of one kind, in the same order as MongoDB's dump."""
+        if kind in STAFF_KINDS:
+            return self._dump_staff(kind)
         if self._table(kind) == "transactions":
             rows = self._c.execute("SELECT * FROM transactions ORDER BY reference")
             return (History(t, tuple(self.events(t.reference))) for t in map(self._txn, rows))
@@ -553,17 +636,7 @@ class SqliteTx(SqliteStaffMixin):
                 "SELECT * FROM provider_events ORDER BY provider || ':' || event_id",
                 lambda r: ProviderEvent(**dict(r)),
             ),
-            "outbox_sms": (
-                "SELECT * FROM outbox_sms ORDER BY id",
-                lambda r: OutboundSms(
-                    r["recipient"],
-                    r["body"],
-                    r["created_at"],
-                    r["reference"],
-                    str(r["id"]),
-                    r["status"],
-                ),  # fmt: skip
-            ),
+            "outbox_sms": ("SELECT * FROM outbox_sms ORDER BY id", self._sms),
         }
         sql, build = queries[kind]
         return map(build, self._c.execute(sql))
@@ -580,6 +653,8 @@ class SqliteTx(SqliteStaffMixin):
 
     def load(self, kind: str, records: Sequence[Record]) -> None:
         """Insert exported records as they are, in order; generated ids are new."""
+        if kind in STAFF_KINDS:
+            return self._load_staff(kind, records)
         expected = RECORDS[self._table(kind)]
         for r in records:
             if type(r) is not expected:
@@ -618,8 +693,8 @@ class SqliteTx(SqliteStaffMixin):
                 )  # fmt: skip
             elif isinstance(r, ProviderEvent):
                 self.insert_provider_event(r)
-            else:
-                self.enqueue_sms(r)
+            elif isinstance(r, OutboundSms):
+                self._insert_sms(r)
 
     def _load_history(self, h: History) -> None:
         t = h.transaction
@@ -699,6 +774,10 @@ class SqliteStore:
         conn = self._connect()
         try:
             conn.executescript(SCHEMA + STAFF_SCHEMA)
+            _add_missing_columns(conn)
+            conn.execute(
+                "CREATE INDEX IF NOT EXISTS outbox_sms_provider ON outbox_sms (provider_id)"
+            )
             conn.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION).encode(),),

@@ -25,6 +25,8 @@ from typing import IO, TYPE_CHECKING, Any, Union, get_args, get_origin, get_type
 
 from storage.errors import StoreError
 from storage.models import (
+    ApiToken,
+    AuditEntry,
     Device,
     FrameRecord,
     InboundRecord,
@@ -32,6 +34,7 @@ from storage.models import (
     LedgerEntry,
     OutboundSms,
     ProviderEvent,
+    StaffMember,
     TaskerGateway,
     Transaction,
     TxEvent,
@@ -78,7 +81,7 @@ class History:
 
 Record = (
     MetaValue | User | Account | Device | TaskerGateway | History | LedgerEntry | InboundRecord
-    | FrameRecord | OutboundSms | Job | ProviderEvent
+    | FrameRecord | OutboundSms | Job | ProviderEvent | StaffMember | ApiToken | AuditEntry
 )  # fmt: skip
 RECORDS: dict[str, type[Record]] = {
     "meta": MetaValue,
@@ -93,7 +96,12 @@ RECORDS: dict[str, type[Record]] = {
     "outbox_sms": OutboundSms,
     "jobs": Job,
     "provider_events": ProviderEvent,
+    "staff": StaffMember,  # support staff: their tokens (hashed) and the audit log follow
+    "api_tokens": ApiToken,
+    "audit_log": AuditEntry,
 }
+# Tables that need not travel: rate-limit buckets refill by themselves on the target.
+NOT_EXPORTED = frozenset({"rate_buckets"})
 KINDS = tuple(RECORDS)  # the order of the file, and of the import (records before referrers)
 
 
@@ -354,6 +362,12 @@ class _Constraints:
             unique = [("message", (r.route, r.provider_message_id))]
         elif isinstance(r, FrameRecord):
             unique = [("frame", (r.key_id, r.counter))]
+        elif isinstance(r, StaffMember):
+            unique = [("staff", r.id), ("staff name", r.name)]
+        elif isinstance(r, ApiToken):
+            unique, refers = [("token", r.token_hash)], [("staff", r.staff_id)]
+        elif isinstance(r, AuditEntry):
+            unique = [("audit entry", r.id)]
         for name, key in refers:
             if key not in self.seen[name]:
                 return f"refers to {name} {key!r}, which no earlier line holds"

@@ -90,37 +90,40 @@ def pay(svc: Services, tx: Tx, payer: User, instr: Pay, channel: str, now: float
 
 def credit_wallet(svc: Services, phone: str, amount: int, reason: str, actor: str) -> Transaction:
     """Cash-in: an agent took cash and credits the wallet (against the cash-in account)."""
+    return svc.store.atomic(lambda tx: credit_wallet_in(svc, tx, phone, amount, reason, actor))
+
+
+def credit_wallet_in(
+    svc: Services, tx: Tx, phone: str, amount: int, reason: str, actor: str
+) -> Transaction:
+    """`credit_wallet` inside the caller's unit of work (a staff credit audits in the same one)."""
     if not 0 < amount <= MAX_AMOUNT_PAISE:
         raise errors.InvalidInput("the amount must be positive")
     if not reason.strip():
         raise errors.InvalidInput("a credit needs a reason")
-
-    def unit(tx: Tx) -> Transaction:
-        now = svc.clock.now()
-        user = tx.get_user_by_phone(phone)
-        if user is None:
-            raise errors.UnknownUser(f"no user has the number {mask_phone(phone)}")
-        ensure_account(tx, CASH_IN_ACCOUNT, allow_negative=True)
-        ref = new_reference(tx)
-        txn = Transaction(
-            reference=ref,
-            kind=TxKind.CASH_IN,
-            amount=amount,
-            state=TxState.PENDING,
-            created_at=now,
-            updated_at=now,
-            payee_id=user.id,
-            payee=user.phone,
-            note=reason.strip()[:200],
-            channel=actor,
-        )
-        tx.insert_transaction(txn, f"credit by {actor}")
-        tx.post_entry(ref, [Posting(CASH_IN_ACCOUNT, -amount), Posting(user.account, amount)], now)
-        tx.set_state(ref, TxState.SUCCESS, "ledger entry posted", now)
-        balance = tx.balance(user.account)
-        tx.enqueue_sms(OutboundSms(user.phone, replies.credited(amount, ref, balance), now, ref))
-        final = tx.get_transaction(ref)
-        assert final is not None
-        return final
-
-    return svc.store.atomic(unit)
+    now = svc.clock.now()
+    user = tx.get_user_by_phone(phone)
+    if user is None:
+        raise errors.UnknownUser(f"no user has the number {mask_phone(phone)}")
+    ensure_account(tx, CASH_IN_ACCOUNT, allow_negative=True)
+    ref = new_reference(tx)
+    txn = Transaction(
+        reference=ref,
+        kind=TxKind.CASH_IN,
+        amount=amount,
+        state=TxState.PENDING,
+        created_at=now,
+        updated_at=now,
+        payee_id=user.id,
+        payee=user.phone,
+        note=reason.strip()[:200],
+        channel=actor,
+    )
+    tx.insert_transaction(txn, f"credit by {actor}")
+    tx.post_entry(ref, [Posting(CASH_IN_ACCOUNT, -amount), Posting(user.account, amount)], now)
+    tx.set_state(ref, TxState.SUCCESS, "ledger entry posted", now)
+    balance = tx.balance(user.account)
+    tx.enqueue_sms(OutboundSms(user.phone, replies.credited(amount, ref, balance), now, ref))
+    final = tx.get_transaction(ref)
+    assert final is not None
+    return final

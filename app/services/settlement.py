@@ -82,8 +82,10 @@ def run_payout_create(svc: Services, job: Job) -> Retry | None:
         return None  # already moved on (a webhook, a poll or another worker got there)
     gateway = svc.gateway
     try:
-        # a previous attempt may have reached the gateway before it timed out
-        payout = gateway.fetch_payout(ref) if job.attempts > 1 else None
+        # a previous attempt may have reached the gateway before it timed out (a revived job
+        # starts again at attempt 1 but keeps its last error)
+        retrying = job.attempts > 1 or bool(job.last_error)
+        payout = gateway.fetch_payout(ref) if retrying else None
         if payout is None:
             assert txn.payee is not None
             payout = gateway.create_payout(PayoutRequest(ref, txn.payee, txn.amount))
@@ -110,8 +112,9 @@ def run_payout_poll(svc: Services, job: Job) -> Retry | None:
         return None
     schedule = svc.settings.poll_schedule
     if check < len(schedule):
-        at = txn.created_at + schedule[check]
-        svc.store.atomic(lambda tx: _queue_poll(tx, ref, check + 1, at, svc.clock.now()))
+        since = float(job.payload.get("since", txn.created_at))
+        at = since + schedule[check]
+        svc.store.atomic(lambda tx: _queue_poll(tx, ref, check + 1, since, at, svc.clock.now()))
     else:
         log.warning(
             "payout %s still processing after %d checks; left to reconciliation", ref, check
@@ -119,10 +122,9 @@ def run_payout_poll(svc: Services, job: Job) -> Retry | None:
     return None
 
 
-def _queue_poll(tx: Tx, ref: str, check: int, at: float, now: float) -> None:
-    tx.enqueue_job(
-        "payout.poll", f"payout.poll:{ref}:{check}", {"reference": ref, "check": check}, at, now
-    )
+def _queue_poll(tx: Tx, ref: str, check: int, since: float, at: float, now: float) -> None:
+    payload = {"reference": ref, "check": check, "since": since}
+    tx.enqueue_job("payout.poll", f"payout.poll:{ref}:{check}", payload, at, now)
 
 
 def apply_payout(svc: Services, payout: Payout, source: str) -> bool:
@@ -141,8 +143,9 @@ def _apply(svc: Services, tx: Tx, payout: Payout, source: str, now: float) -> bo
     detail = f"{source}: {payout.status.value} {payout.provider_id}".strip()
     if payout.status is PayoutStatus.PROCESSING:
         tx.set_state(ref, TxState.PROCESSING, detail, now)
+        # checks count from when the gateway took the payout, which retries may have delayed
         first = svc.settings.poll_schedule[0]
-        _queue_poll(tx, ref, 1, txn.created_at + first, now)
+        _queue_poll(tx, ref, 1, now, now + first, now)
         return True
     if payout.status is PayoutStatus.PROCESSED:
         ensure_account(tx, PAYOUTS_SETTLED_ACCOUNT)

@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export SMSPAY_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: install run test lint typecheck unit clean
+.PHONY: install run test lint typecheck unit clean browser-deps
 
 install: $(STAMP)
 
@@ -33,6 +33,12 @@ typecheck: install
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# Debian's Chromium and its driver, for the console's browser test (tests/e2e/test_console_browser.py).
+browser-deps:
+	@SUDO=; if [ "$$(id -u)" != 0 ] && sudo -n true 2>/dev/null; then SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -41,10 +41,11 @@ def create_app(
         )
 
     from app.cli import register_cli
-    from app.web import api, console, errors, health, webhooks
+    from app.web import api, console, errors, health, sms_outbound, webhooks
 
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(sms_outbound.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(console.bp)
     errors.register(app)

@@ -6,6 +6,8 @@ would type them. The server is stopped at the end of the module.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import socket
 import sqlite3
@@ -22,7 +24,14 @@ import requests
 from pymongo import MongoClient
 
 from tests.mongo_server import database_uri, drop_database
-from tests.support import TWILIO_TOKEN
+from tests.support import (
+    TWILIO_TOKEN,
+    Phone,
+    tasker_body,
+    tasker_headers,
+    twilio_form,
+    twilio_signature,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -36,7 +45,7 @@ def free_port() -> int:
 
 @dataclass
 class Server:
-    """A running service and the environment its CLI needs."""
+    """A running service (gunicorn and one worker) and the environment its CLI needs."""
 
     url: str
     env: dict[str, str]
@@ -80,6 +89,8 @@ def server(
         SMSPAY_PUBLIC_BASE_URL=url,
         SMSPAY_LOG_LEVEL="WARNING",
         SMSPAY_MONGODB_URI=mongodb_uri,
+        SMSPAY_SANDBOX_SETTLE_SECONDS="1",
+        SMSPAY_SANDBOX_WEBHOOK_URL=url + "/webhooks/razorpay",
     )
     srv = Server(url, env, data_dir)
     srv.cli("db", "init")
@@ -88,6 +99,10 @@ def server(
     proc = subprocess.Popen(
         [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--workers", "2",
          "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null", "wsgi:app"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
+    )  # fmt: skip
+    worker = subprocess.Popen(
+        [str(BIN / "flask"), "--app", "wsgi", "worker"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
     try:
@@ -103,12 +118,49 @@ def server(
             time.sleep(0.1)
         yield srv
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        for process in (worker, proc):
+            process.terminate()  # the worker finishes its job and stops on SIGTERM
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         log.close()
         if mongodb_uri:
             drop_database(mongodb_uri)
+
+
+def provision(server: Server, tmp: Path, phone: str, pin: str, rupees: int) -> Phone:
+    server.cli("users", "add", "--phone", phone, "--name", "E2E", "--pin", pin)
+    if rupees:
+        server.cli("wallet", "credit", "--phone", phone, "--amount", str(rupees),
+                   "--reason", "e2e cash-in")  # fmt: skip
+    out = tmp / f"{phone}.json"
+    server.cli("devices", "provision", "--phone", phone, "--out", str(out))
+    bundle = json.loads(out.read_text())
+    return Phone(phone, bundle["key_id"], base64.b64decode(bundle["key"]), pin)
+
+
+@pytest.fixture(scope="module")
+def gateway(server: Server) -> tuple[str, str]:
+    out = server.cli("gateways", "add-tasker", "--id", "e2e-phone")
+    return "e2e-phone", out.strip().splitlines()[-1]
+
+
+def post(server: Server, gateway: tuple[str, str], route: str, sender: str, body: str) -> str:
+    """Deliver one SMS; returns the reply text."""
+    if route == "twilio":
+        form = twilio_form(sender, body)
+        sig = twilio_signature(form, server.url + "/sms/twilio")
+        r = requests.post(
+            server.url + "/sms/twilio", data=form, headers={"X-Twilio-Signature": sig}, timeout=30
+        )
+        assert r.status_code == 200, r.text
+        import xml.etree.ElementTree as ET
+
+        return ET.fromstring(r.content).findtext("Message") or ""
+    raw = tasker_body(sender, body)
+    headers = tasker_headers(gateway[0], gateway[1], raw)
+    r = requests.post(server.url + "/sms/tasker", data=raw, headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    return str(r.json()["reply"])

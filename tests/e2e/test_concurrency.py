@@ -5,56 +5,16 @@ Traffic goes only to 127.0.0.1, bounded in count, with timeouts.
 
 from __future__ import annotations
 
-import base64
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.e2e.conftest import Server
-from tests.support import Phone, tasker_body, tasker_headers, twilio_form, twilio_signature
+from tests.e2e.conftest import Server, post, provision
 
 pytestmark = pytest.mark.e2e
-
-
-def provision(server: Server, tmp: Path, phone: str, pin: str, rupees: int) -> Phone:
-    server.cli("users", "add", "--phone", phone, "--name", "E2E", "--pin", pin)
-    if rupees:
-        server.cli("wallet", "credit", "--phone", phone, "--amount", str(rupees),
-                   "--reason", "e2e cash-in")  # fmt: skip
-    out = tmp / f"{phone}.json"
-    server.cli("devices", "provision", "--phone", phone, "--out", str(out))
-    bundle = json.loads(out.read_text())
-    return Phone(phone, bundle["key_id"], base64.b64decode(bundle["key"]), pin)
-
-
-@pytest.fixture(scope="module")
-def gateway(server: Server) -> tuple[str, str]:
-    out = server.cli("gateways", "add-tasker", "--id", "e2e-phone")
-    return "e2e-phone", out.strip().splitlines()[-1]
-
-
-def post(server: Server, gateway: tuple[str, str], route: str, sender: str, body: str) -> str:
-    """Deliver one SMS; returns the reply text."""
-    if route == "twilio":
-        form = twilio_form(sender, body)
-        sig = twilio_signature(form, server.url + "/sms/twilio")
-        r = requests.post(
-            server.url + "/sms/twilio", data=form, headers={"X-Twilio-Signature": sig}, timeout=30
-        )
-        assert r.status_code == 200, r.text
-        import xml.etree.ElementTree as ET
-
-        return ET.fromstring(r.content).findtext("Message") or ""
-    raw = tasker_body(sender, body)
-    headers = tasker_headers(gateway[0], gateway[1], raw)
-    r = requests.post(server.url + "/sms/tasker", data=raw, headers=headers, timeout=30)
-    assert r.status_code == 200, r.text
-    return str(r.json()["reply"])
 
 
 class TotalWatcher:

@@ -1,7 +1,7 @@
-"""The staff JSON API under /api/v1/ (support and admin roles)."""
+"""The staff JSON API under /api/v1/ for support and admin roles (see /api/v1/openapi.json)."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from app.web.api.views import bp
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
+__all__ = ["bp"]

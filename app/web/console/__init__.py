@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from app.web.console.views import bp
 
-bp = Blueprint("console", __name__, url_prefix="/console")
+__all__ = ["bp"]

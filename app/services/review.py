@@ -1,0 +1,220 @@
+"""What admins do to money and users: review FLAGGED payments, unlock, reverse, credit.
+
+Each action is one unit of work: it checks the state it acts on, posts one balanced ledger entry,
+moves the transaction on, queues the status SMS to the users it affects and writes its audit
+entry, all or nothing. States only move forward (FLAGGED -> SUCCESS | FAILED, SUCCESS -> FAILED
+by a reversal), so an action taken twice, or by two admins at once, happens once.
+"""
+
+from __future__ import annotations
+
+from app.bootstrap import Services
+from app.services import payments
+from app.services.common import ensure_account, new_reference
+from app.services.errors import InvalidInput, ServiceError, UnknownUser
+from app.services.staff import audit, check_reason, require_admin
+from app.services.support import UnknownTransaction
+from sms import replies
+from sms.numbers import mask_party, mask_phone
+from storage.contract import Tx
+from storage.models import (
+    HELD_ACCOUNT,
+    PAYOUTS_IN_FLIGHT_ACCOUNT,
+    OutboundSms,
+    Posting,
+    StaffMember,
+    Transaction,
+    TxKind,
+    TxState,
+    User,
+    user_account,
+)
+
+
+class WrongState(ServiceError):
+    """The transaction or user is not in a state that allows the action."""
+
+
+def hold(tx: Tx, txn: Transaction, reason: str, now: float) -> None:
+    """Debit the payer into the held account and mark the payment FLAGGED (caller's unit of
+    work; the risk rules call this instead of completing the payment)."""
+    assert txn.payer_id is not None
+    ensure_account(tx, HELD_ACCOUNT)
+    tx.post_entry(
+        txn.reference,
+        [Posting(user_account(txn.payer_id), -txn.amount), Posting(HELD_ACCOUNT, txn.amount)],
+        now,
+    )
+    tx.set_state(txn.reference, TxState.FLAGGED, reason, now)
+
+
+def hold_payment(
+    svc: Services, payer_phone: str, payee_phone: str, amount: int, reason: str
+) -> Transaction:
+    """A wallet-to-wallet payment held for review (what the risk rules will produce)."""
+
+    def unit(tx: Tx) -> Transaction:
+        now = svc.clock.now()
+        payer, payee = tx.get_user_by_phone(payer_phone), tx.get_user_by_phone(payee_phone)
+        if payer is None or payee is None:
+            raise UnknownUser("payer and payee must be registered")
+        txn = Transaction(
+            new_reference(tx), TxKind.TRANSFER, amount, TxState.PENDING, now, now,
+            payer_id=payer.id, payer_phone=payer.phone, payee_id=payee.id, payee=payee.phone,
+            channel="risk",
+        )  # fmt: skip
+        tx.insert_transaction(txn, "instruction accepted")
+        hold(tx, txn, reason, now)
+        held = tx.get_transaction(txn.reference)
+        assert held is not None
+        return held
+
+    return svc.store.atomic(unit)
+
+
+def _transaction(tx: Tx, reference: str) -> Transaction:
+    txn = tx.get_transaction(reference.strip().upper())
+    if txn is None:
+        raise UnknownTransaction(f"no transaction {reference.strip().upper()}")
+    return txn
+
+
+def _flagged(tx: Tx, reference: str) -> Transaction:
+    txn = _transaction(tx, reference)
+    if txn.state is not TxState.FLAGGED:
+        raise WrongState(f"{txn.reference} is {txn.state.value}, not FLAGGED")
+    if txn.payer_id is None or txn.payer_phone is None:
+        raise WrongState(f"{txn.reference} has no payer to hold money for")
+    return txn
+
+
+def _done(tx: Tx, reference: str) -> Transaction:
+    final = tx.get_transaction(reference)
+    assert final is not None
+    return final
+
+
+def approve(svc: Services, staff: StaffMember, reference: str, reason: str) -> Transaction:
+    """Let a held payment go on: to the payee's wallet, or out to the gateway for a payout."""
+    require_admin(staff)
+    why = check_reason(reason)
+
+    def unit(tx: Tx) -> Transaction:
+        now = svc.clock.now()
+        txn = _flagged(tx, reference)
+        ref, amount, payer = txn.reference, txn.amount, user_account(txn.payer_id or "")
+        note = f"approved by staff:{staff.name}: {why}"[:300]
+        if txn.kind is TxKind.PAYOUT:
+            ensure_account(tx, PAYOUTS_IN_FLIGHT_ACCOUNT)
+            tx.post_entry(
+                ref, [Posting(HELD_ACCOUNT, -amount), Posting(PAYOUTS_IN_FLIGHT_ACCOUNT, amount)],
+                now,
+            )  # fmt: skip
+            tx.set_state(ref, TxState.PENDING, note + "; payout queued", now)
+            tx.enqueue_job("payout.create", f"payout.create:{ref}", {"reference": ref}, now, now)
+        elif txn.kind is TxKind.TRANSFER and txn.payee_id is not None:
+            payee_account = user_account(txn.payee_id)
+            tx.post_entry(
+                ref, [Posting(HELD_ACCOUNT, -amount), Posting(payee_account, amount)], now
+            )
+            tx.set_state(ref, TxState.SUCCESS, note, now)
+            payee_phone = txn.payee or ""
+            tx.enqueue_sms(OutboundSms(payee_phone, replies.received(
+                amount, mask_phone(txn.payer_phone or ""), ref, tx.balance(payee_account)),
+                now, ref))  # fmt: skip
+            tx.enqueue_sms(OutboundSms(txn.payer_phone or "", replies.paid(
+                amount, mask_phone(payee_phone), ref, tx.balance(payer)), now, ref))  # fmt: skip
+        else:
+            raise WrongState(f"{ref} is a {txn.kind.value}; only payments can be approved")
+        audit(tx, now, staff.name, "payment.approve", ref, why, _done(tx, ref).state.value)
+        return _done(tx, ref)
+
+    return svc.store.atomic(unit)
+
+
+def reject(svc: Services, staff: StaffMember, reference: str, reason: str) -> Transaction:
+    """Refuse a held payment: the money goes back to the payer."""
+    require_admin(staff)
+    why = check_reason(reason)
+
+    def unit(tx: Tx) -> Transaction:
+        now = svc.clock.now()
+        txn = _flagged(tx, reference)
+        ref, amount, payer = txn.reference, txn.amount, user_account(txn.payer_id or "")
+        tx.post_entry(ref, [Posting(HELD_ACCOUNT, -amount), Posting(payer, amount)], now)
+        tx.set_state(ref, TxState.FAILED, f"rejected by staff:{staff.name}: {why}"[:300], now)
+        text = replies.payment_rejected(amount, mask_party(txn.payee or ""), ref, tx.balance(payer))
+        tx.enqueue_sms(OutboundSms(txn.payer_phone or "", text, now, ref))
+        audit(tx, now, staff.name, "payment.reject", ref, why, TxState.FAILED.value)
+        return _done(tx, ref)
+
+    return svc.store.atomic(unit)
+
+
+def reverse(svc: Services, staff: StaffMember, reference: str, reason: str) -> Transaction:
+    """Undo a successful wallet-to-wallet payment with a new entry, payee back to payer,
+    if the payee's balance still covers it."""
+    require_admin(staff)
+    why = check_reason(reason)
+
+    def unit(tx: Tx) -> Transaction:
+        now = svc.clock.now()
+        txn = _transaction(tx, reference)
+        ref, amount = txn.reference, txn.amount
+        if txn.kind is not TxKind.TRANSFER or txn.payer_id is None or txn.payee_id is None:
+            raise WrongState(f"{ref} is a {txn.kind.value}; only wallet payments can be reversed")
+        if txn.state is not TxState.SUCCESS:
+            raise WrongState(f"{ref} is {txn.state.value}; only SUCCESS can be reversed")
+        payer, payee = user_account(txn.payer_id), user_account(txn.payee_id)
+        if tx.balance(payee) < amount:
+            raise WrongState(f"the payee's balance no longer covers {ref}; nothing was moved")
+        tx.post_entry(ref, [Posting(payee, -amount), Posting(payer, amount)], now)
+        tx.set_state(ref, TxState.FAILED, f"reversed by staff:{staff.name}: {why}"[:300], now)
+        payer_phone, payee_phone = txn.payer_phone or "", txn.payee or ""
+        tx.enqueue_sms(OutboundSms(payer_phone, replies.reversed_to_payer(
+            amount, mask_phone(payee_phone), ref, tx.balance(payer)), now, ref))  # fmt: skip
+        tx.enqueue_sms(OutboundSms(payee_phone, replies.reversed_from_payee(
+            amount, mask_phone(payer_phone), ref, tx.balance(payee)), now, ref))  # fmt: skip
+        audit(tx, now, staff.name, "payment.reverse", ref, why, TxState.FAILED.value)
+        return _done(tx, ref)
+
+    return svc.store.atomic(unit)
+
+
+def unlock(svc: Services, staff: StaffMember, phone: str, reason: str) -> User:
+    """Clear a user's PIN lockout and wrong-PIN count, and tell them by SMS."""
+    require_admin(staff)
+    why = check_reason(reason)
+
+    def unit(tx: Tx) -> User:
+        now = svc.clock.now()
+        user = tx.get_user_by_phone(phone)
+        if user is None:
+            raise UnknownUser(f"no user has the number {mask_phone(phone)}")
+        if user.locked_until is None and not user.failed_pin_attempts:
+            raise WrongState(f"{mask_phone(phone)} is not locked")
+        tx.set_pin_state(user.id, 0, None)
+        tx.enqueue_sms(OutboundSms(user.phone, replies.UNLOCKED, now))
+        audit(tx, now, staff.name, "user.unlock", user.phone, why, "unlocked")
+        unlocked = tx.get_user(user.id)
+        assert unlocked is not None
+        return unlocked
+
+    return svc.store.atomic(unit)
+
+
+def credit(svc: Services, staff: StaffMember, phone: str, amount: int, reason: str) -> Transaction:
+    """Credit a wallet (a goodwill credit, a correction) with the reason in the audit log."""
+    require_admin(staff)
+    why = check_reason(reason)
+    if amount <= 0:
+        raise InvalidInput("the amount must be positive")
+
+    def unit(tx: Tx) -> Transaction:
+        now = svc.clock.now()
+        txn = payments.credit_wallet_in(svc, tx, phone, amount, why, f"staff:{staff.name}")
+        audit(tx, now, staff.name, "wallet.credit", phone, why,
+              f"{txn.reference} {amount} paise")  # fmt: skip
+        return txn
+
+    return svc.store.atomic(unit)

@@ -57,6 +57,7 @@ def settings(tmp_path: Path, backend: str) -> dict[str, Any]:
         "mongodb_uri": backend,
         "twilio_auth_token": TWILIO_TOKEN,
         "public_base_url": PUBLIC_URL,
+        "sandbox_webhook_url": "",  # the sandbox never calls out of a test (status checks work)
     }
 
 

@@ -888,11 +888,16 @@ class MongoStore:
         return result
 
     def read(self, fn: Callable[[MongoTx], T]) -> T:
-        """Run `fn` without a transaction (reads only)."""
+        """Run `fn` in a snapshot session: every read sees one point in time (MongoDB 5.0+)."""
         self._check_ready()
         db = self.db
+
+        def snapshot() -> T:
+            with db.client.start_session(snapshot=True) as session:
+                return fn(MongoTx(db, session))
+
         try:
-            return self._call(lambda: fn(MongoTx(db, None)))
+            return self._call(snapshot)
         except OperationFailure as exc:
             raise StoreUnavailable(f"MongoDB refused the query: {exc.code}") from exc
 

@@ -90,6 +90,7 @@ class GatewayEvent:
     created_at: int
     failure_reason: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    utr: str = ""  # the bank's reference of a processed payout
 
 
 class PaymentGateway(Protocol):

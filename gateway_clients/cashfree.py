@@ -279,6 +279,7 @@ def _transfer_event(event: Mapping[str, Any], event_id: str, sent_at: int) -> Ga
         event_epoch(event.get("event_time"), sent_at),
         payout.failure_reason,
         raw=dict(event),
+        utr=payout.utr,
     )
 
 

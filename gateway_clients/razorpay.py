@@ -330,6 +330,7 @@ def _payout_event(event: Mapping[str, Any], event_id: str) -> GatewayEvent:
         required_int(event, "created_at"),
         payout.failure_reason,
         raw=dict(event),
+        utr=payout.utr,
     )
 
 

@@ -185,10 +185,13 @@ def handle_gateway_event(svc: Services, event: GatewayEvent) -> str:
                 PayoutStatus(event.status),
                 event.amount,
                 event.failure_reason,
+                event.utr,
             )
             outcome = "applied" if _apply(svc, tx, payout, f"{provider} webhook", now) else "stale"
         elif event.kind == "payment_link" and event.status == "paid":
             outcome = _credit_top_up(tx, event, now)
+        elif event.kind == "payment_link":  # expired or cancelled: no money came, none moves
+            outcome = _close_top_up(tx, event, now)
         else:
             outcome = "ignored"
         tx.insert_provider_event(
@@ -254,6 +257,16 @@ def run_top_up_link(svc: Services, job: Job) -> Retry | None:
 
     svc.store.atomic(unit)
     return None
+
+
+def _close_top_up(tx: Tx, event: GatewayEvent, now: float) -> str:
+    txn = tx.get_transaction(event.reference)
+    if txn is None or txn.kind is not TxKind.TOP_UP:
+        return "unknown reference"
+    if txn.state not in (TxState.PENDING, TxState.PROCESSING):
+        return "stale"
+    tx.set_state(txn.reference, TxState.FAILED, f"payment link {event.status}", now)
+    return "closed"
 
 
 def _credit_top_up(tx: Tx, event: GatewayEvent, now: float) -> str:

@@ -223,6 +223,7 @@ def test_payout_debits_at_once_pays_once_and_a_signed_webhook_settles_it(
     fake.set_status(ref, PayoutStatus.PROCESSED, utr="523223155921")
     assert flow.webhook(fake.payout_webhook(ref)) == "applied"
     assert flow.states(ref) == ["PENDING", "PENDING", "PROCESSING", "SUCCESS"]
+    assert "utr 523223155921" in flow.txn(ref).reason  # the bank's reference, from the webhook
     assert flow.balance(PAYOUTS_IN_FLIGHT_ACCOUNT) == 0
     assert flow.balance(PAYOUTS_SETTLED_ACCOUNT) == 25_000
     assert flow.entries(ref) == [
@@ -608,6 +609,27 @@ def test_a_top_up_link_paid_credits_the_wallet_once(
     assert len(flow.entries(ref)) == 1
     assert flow.sms(ref)[-1] == replies.credited(50_000, ref, 150_000)
     assert len(flow.sms(ref)) == 2
+
+
+@pytest.mark.parametrize("event", ["payment_link.expired", "payment_link.cancelled"])
+def test_an_expired_or_cancelled_link_closes_the_top_up_and_moves_nothing(
+    event: str, flow: Flow, asha: Phone, fake: FakeGateway
+) -> None:
+    ref = top_up(flow, asha, 50_000, "tasker")
+    assert flow.work() == 1
+    link = fake.links[ref]
+    entity = {"id": link.provider_id, "entity": "payment_link", "amount": 50_000,
+              "amount_paid": 0, "currency": "INR", "status": event.split(".")[1],
+              "reference_id": ref}  # fmt: skip
+    accounts = flow.snapshot()[0]
+    assert flow.webhook(fake.webhook(event, "payment_link", entity)) == "closed"
+    txn = flow.txn(ref)
+    assert txn.state is TxState.FAILED and txn.reason == f"payment link {event.split('.')[1]}"
+    assert flow.world.balance(ASHA) == 100_000 and flow.entries(ref) == []
+    # a late "paid" for a closed link credits nothing
+    assert flow.webhook(fake.link_paid_webhook(ref, event_id="evt_late")) == "stale"
+    assert flow.world.balance(ASHA) == 100_000
+    assert flow.snapshot()[0] == accounts
 
 
 def test_a_paid_link_for_an_unknown_reference_or_another_kind_credits_nothing(

@@ -73,6 +73,9 @@ class Settings:
     cashfree_client_id: str = _setting("", "Cashfree Payouts client id.")
     cashfree_client_secret: str = _setting("", "Cashfree Payouts client secret.")
     cashfree_base_url: str = _setting("https://api.cashfree.com", "Cashfree Payouts API base URL.")
+    gateway_requests_per_second: int = _setting(
+        5, "Calls per second all workers together make to the gateway (RazorpayX: 5-10)."
+    )
     sandbox_settle_seconds: int = _setting(3, "Delay before the sandbox settles a payout.")
     sandbox_webhook_url: str = _setting(
         "http://127.0.0.1:8000/webhooks/razorpay",

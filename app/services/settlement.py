@@ -74,6 +74,16 @@ def start_payout(svc: Services, tx: Tx, txn: Transaction, payer: User, now: floa
     return Outcome("payout_queued", text, txn.reference)
 
 
+def gateway_turn(svc: Services) -> Retry | None:
+    """None when this worker may call the gateway now; else wait, without using an attempt.
+    One token bucket shared by every worker keeps all of them under the provider's rate."""
+    rate, now = svc.settings.gateway_requests_per_second, svc.clock.now()
+    bucket = f"gateway:{svc.gateway.name}"
+    if svc.store.atomic(lambda tx: tx.take_tokens(bucket, rate, rate, 1, now)):
+        return None
+    return Retry("gateway rate limit", after=1 / rate, counts=False)
+
+
 def run_payout_create(svc: Services, job: Job) -> Retry | None:
     """Worker: ask the gateway for the payout, once, under our reference."""
     ref = job.payload["reference"]
@@ -81,6 +91,8 @@ def run_payout_create(svc: Services, job: Job) -> Retry | None:
     if txn is None or txn.state is not TxState.PENDING:
         return None  # already moved on (a webhook, a poll or another worker got there)
     gateway = svc.gateway
+    if (wait := gateway_turn(svc)) is not None:
+        return wait
     try:
         # a previous attempt may have reached the gateway before it timed out (a revived job
         # starts again at attempt 1 but keeps its last error)
@@ -103,6 +115,8 @@ def run_payout_poll(svc: Services, job: Job) -> Retry | None:
     txn = svc.store.read(lambda tx: tx.get_transaction(ref))
     if txn is None or txn.state not in (TxState.PENDING, TxState.PROCESSING):
         return None
+    if (wait := gateway_turn(svc)) is not None:
+        return wait
     try:
         payout = svc.gateway.fetch_payout(ref)
     except GatewayUnavailable as exc:
@@ -235,6 +249,8 @@ def run_top_up_link(svc: Services, job: Job) -> Retry | None:
     txn = svc.store.read(lambda tx: tx.get_transaction(ref))
     if txn is None or txn.state is not TxState.PENDING or txn.payee is None:
         return None
+    if (wait := gateway_turn(svc)) is not None:
+        return wait
     expire_by = int(svc.clock.now()) + svc.settings.top_up_link_ttl_seconds
     try:
         link = svc.gateway.create_payment_link(

@@ -806,3 +806,27 @@ class TestSandbox:
         unknown = runner.invoke(args=["sandbox", "pay-link", "ZZZZZZZZZZ"])
         assert unknown.exit_code != 0 and "no payment link for ZZZZZZZZZZ" in unknown.output
         flow.check_books()
+
+
+def test_workers_share_the_gateways_rate_limit_without_using_attempts(
+    flow: Flow, asha: Phone, fake: FakeGateway, clock: FakeClock
+) -> None:
+    """RazorpayX takes 5-10 payout calls a second: at 2 a second, three payouts due at once make
+    two calls now and the third a second later, and waiting is not a failed attempt."""
+    flow.svc.settings = dataclasses.replace(flow.svc.settings, gateway_requests_per_second=2)
+    refs = [flow.pay(asha, VPA, 1_000)[0] for _ in range(3)]
+    worker = Worker(flow.svc, HANDLERS)
+    while worker.run_once():
+        pass
+    assert len(fake.called("create_payout")) == 2
+    [waiting] = [
+        j
+        for j in flow.svc.store.read(lambda tx: tx.jobs(JobStatus.PENDING))
+        if j.kind == "payout.create"
+    ]
+    assert waiting.attempts == 0 and waiting.last_error == "gateway rate limit"
+    clock.advance(1)
+    while worker.run_once():
+        pass
+    assert len(fake.called("create_payout")) == 3 and fake.made() == 3
+    assert all(flow.txn(ref).state is TxState.PROCESSING for ref in refs)

@@ -11,7 +11,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from app import cli_sms
 from app.bootstrap import Services
-from app.jobs import HANDLERS
+from app.jobs import HANDLERS, ON_DEAD
 from app.services.reconcile import reconcile_day
 from app.services.settlement import handle_gateway_event
 from app.worker import Worker
@@ -32,7 +32,7 @@ def _svc() -> Services:
 @click.option("--max-jobs", type=int, help="Stop after this many jobs.")
 def worker_cmd(once: bool, max_jobs: int | None) -> None:
     """Run outbox jobs (payouts, status checks, payment links) until SIGTERM."""
-    worker = Worker(_svc(), HANDLERS)
+    worker = Worker(_svc(), HANDLERS, on_dead=ON_DEAD)
     if once:
         count = 0
         while (max_jobs is None or count < max_jobs) and worker.run_once():

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from app.services import outbound, settlement
-from app.worker import Handler
+from app.worker import DeadLetterHook, Handler
 
 HANDLERS: Mapping[str, Handler] = {
     "payout.create": settlement.run_payout_create,
     "payout.poll": settlement.run_payout_poll,
     "topup.link": settlement.run_top_up_link,
     "sms.send": outbound.run_sms_send,
+}
+
+ON_DEAD: Mapping[str, DeadLetterHook] = {
+    "sms.send": outbound.give_up_sms,
 }

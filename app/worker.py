@@ -36,6 +36,8 @@ class Retry:
 
 
 Handler = Callable[[Services, Job], Retry | None]
+# Called once when a job of its kind goes to the dead letters (e.g. mark its SMS failed).
+DeadLetterHook = Callable[[Services, Job, str], None]
 
 
 def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
@@ -52,9 +54,11 @@ class Worker:
         handlers: Mapping[str, Handler],
         owner: str | None = None,
         rng: random.Random | None = None,
+        on_dead: Mapping[str, DeadLetterHook] | None = None,
     ) -> None:
         self.svc = svc
         self.handlers = handlers
+        self.on_dead = on_dead or {}
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.rng = rng or random.Random()
         self.stopping = threading.Event()
@@ -71,8 +75,7 @@ class Worker:
             return False
         if job.attempts > settings.worker_max_attempts:  # every earlier attempt killed its worker
             reason = "no attempt finished: the worker stopped during each one"
-            self.svc.store.atomic(lambda tx: tx.bury_job(job.id, self.owner, reason, now))
-            log.error("job %s %s is dead: %s", job.kind, job.key, reason)
+            self._bury(job, reason)
             return True
         handler = self.handlers[job.kind]
         try:
@@ -96,14 +99,7 @@ class Worker:
             self.svc.store.atomic(lambda tx: tx.finish_job(job.id, self.owner, now))
             return
         if outcome.counts and job.attempts >= settings.worker_max_attempts:
-            log.error(
-                "job %s %s is dead after %d attempts: %s",
-                job.kind,
-                job.key,
-                job.attempts,
-                outcome.reason,
-            )
-            self.svc.store.atomic(lambda tx: tx.bury_job(job.id, self.owner, outcome.reason, now))
+            self._bury(job, outcome.reason)
             return
         delay = outcome.after
         if delay is None:
@@ -118,6 +114,14 @@ class Worker:
                 job.id, self.owner, now + delay, outcome.reason, now, outcome.counts
             )
         )
+
+    def _bury(self, job: Job, reason: str) -> None:
+        now = self.svc.clock.now()
+        if self.svc.store.atomic(lambda tx: tx.bury_job(job.id, self.owner, reason, now)):
+            log.error("job %s %s is dead: %s", job.kind, job.key, reason)
+            hook = self.on_dead.get(job.kind)
+            if hook is not None:
+                hook(self.svc, job, reason)
 
     def run(self, idle_sleep: float = 1.0, max_jobs: int | None = None) -> int:
         """Run jobs until stopped (SIGTERM/SIGINT finish the current job first); returns count."""

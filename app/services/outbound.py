@@ -73,6 +73,18 @@ def run_sms_send(svc: Services, job: Job) -> Retry | None:
     return None
 
 
+def give_up_sms(svc: Services, job: Job, reason: str) -> None:
+    """Its send job is dead: the SMS is failed (not left 'sending'), for support to see."""
+    sms_id, now = job.payload["id"], svc.clock.now()
+
+    def unit(tx: Tx) -> None:
+        sms = tx.get_sms(sms_id)
+        if sms is not None and sms.status in ("pending", "sending"):
+            tx.update_sms(sms_id, now, status="failed", error=f"gave up: {reason}"[:200])
+
+    svc.store.atomic(unit)
+
+
 def _mark(svc: Services, sms_id: str, **changes: object) -> None:
     now = svc.clock.now()
     svc.store.atomic(lambda tx: tx.update_sms(sms_id, now, **changes))

@@ -24,7 +24,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app.bootstrap import Services
-from app.jobs import HANDLERS
+from app.jobs import HANDLERS, ON_DEAD
 from app.services import admin
 from app.worker import Worker
 from storage.models import Job, JobStatus, OutboundSms
@@ -251,6 +251,23 @@ class TestTwilio:
         assert (sent.status, sent.provider_id) == ("sent", SID)
         job = sms_job(svc, sms_id)
         assert (job.status, job.attempts) == (JobStatus.DONE, 2)
+
+    def test_a_message_twilio_never_takes_is_failed_when_its_job_dies(
+        self, svc: Services, clock: FakeClock, twilio_api: responses.RequestsMock
+    ) -> None:
+        twilio_api.add(responses.POST, MESSAGES_URL, json=load("error_20500_internal"), status=500)
+        twilio_api.add(responses.GET, MESSAGES_URL, json=load("messages_list_empty"))
+        sms_id = queue_sms(svc)
+        worker = Worker(svc, HANDLERS, owner="worker-1", rng=random.Random(7), on_dead=ON_DEAD)
+        for _ in range(svc.settings.worker_max_attempts):
+            assert worker.run_once()
+            waiting = svc.store.read(lambda tx: tx.jobs(JobStatus.PENDING))
+            if waiting:
+                clock.t = max(clock.t, min(j.run_after for j in waiting))
+        assert sms_job(svc, sms_id).status is JobStatus.DEAD
+        failed = sms(svc, sms_id)
+        assert failed.status == "failed" and failed.error.startswith("gave up: ")
+        assert created(twilio_api) == 0
 
     def test_an_invalid_number_fails_for_good_with_the_code(
         self, svc: Services, clock: FakeClock, twilio_api: responses.RequestsMock

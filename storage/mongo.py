@@ -98,6 +98,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel("provider_id", name="provider_id"),
     ],
     "rate_buckets": [IndexModel("expires", expireAfterSeconds=0, name="expiry_ttl")],
+    "rate_windows": [IndexModel("expires", expireAfterSeconds=0, name="expiry_ttl")],
     "jobs": [
         IndexModel([("status", ASCENDING), ("run_after", ASCENDING)], name="due"),
         IndexModel([("status", ASCENDING), ("lease_until", ASCENDING)], name="lease"),
@@ -477,8 +478,25 @@ class MongoTx(MongoStaffMixin):
         )
 
     def lease_sms(
-        self, gateway_id: str, now: float, lease_seconds: float, limit: int
+        self, gateway_id: str, now: float, lease_seconds: float, limit: int, max_attempts: int
     ) -> list[OutboundSms]:
+        self._db.outbox_sms.update_many(  # offered often enough and never acked: give up on it
+            {
+                "channel": "tasker",
+                "status": "sending",
+                "lease_until": {"$lt": now},
+                "attempts": {"$gte": max_attempts},
+            },
+            {
+                "$set": {
+                    "status": "failed",
+                    "error": "no phone acknowledged it",
+                    "lease_until": None,
+                    "updated_at": now,
+                }
+            },
+            session=self._s,
+        )
         if limit <= 0:
             return []
         due = {
@@ -507,6 +525,19 @@ class MongoTx(MongoStaffMixin):
             )
         docs = self._db.outbox_sms.find({"_id": {"$in": ids}}, session=self._s).sort("_id")
         return [self._sms(d) for d in docs]
+
+    def take_in_window(self, key: str, limit: int, window: float, want: int, now: float) -> int:
+        d = self._find("rate_windows", {"_id": key})
+        stamps = [t for t in d["stamps"] if t > now - window] if d else []
+        granted = max(-len(stamps), want) if want < 0 else max(0, min(want, limit - len(stamps)))
+        stamps = stamps[:granted] if granted < 0 else stamps + [now] * granted
+        self._db.rate_windows.replace_one(
+            {"_id": key},
+            {"stamps": stamps, "expires": datetime.fromtimestamp(now + window, UTC)},
+            upsert=True,
+            session=self._s,
+        )
+        return granted
 
     def take_tokens(
         self, bucket: str, capacity: float, per_second: float, want: int, now: float
@@ -701,7 +732,7 @@ class MongoTx(MongoStaffMixin):
                     TxEvent(d["_id"], TxState(e["state"]), e["reason"], e["at"])
                     for e in d["events"]
                 ),
-            ),  # fmt: skip
+            ),
             "ledger_entries": lambda d: LedgerEntry(
                 str(d["_id"]),
                 d["reference"],

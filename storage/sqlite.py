@@ -106,6 +106,7 @@ CREATE INDEX IF NOT EXISTS outbox_sms_status ON outbox_sms (status, id);
 CREATE INDEX IF NOT EXISTS outbox_sms_reference ON outbox_sms (reference);
 CREATE TABLE IF NOT EXISTS rate_buckets (
     key TEXT PRIMARY KEY, tokens REAL NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS rate_windows (key TEXT PRIMARY KEY, stamps TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     key TEXT PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL,
     status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, run_after REAL NOT NULL,
@@ -459,8 +460,14 @@ class SqliteTx(SqliteStaffMixin):
                      *changes.values(), now, int(sms_id))  # fmt: skip
 
     def lease_sms(
-        self, gateway_id: str, now: float, lease_seconds: float, limit: int
+        self, gateway_id: str, now: float, lease_seconds: float, limit: int, max_attempts: int
     ) -> list[OutboundSms]:
+        self._c.execute(  # offered often enough and never acked: give up on it
+            "UPDATE outbox_sms SET status = 'failed', error = 'no phone acknowledged it',"
+            " lease_until = NULL, updated_at = ? WHERE channel = 'tasker' AND status = 'sending'"
+            " AND lease_until < ? AND attempts >= ?",
+            (now, now, max_attempts),
+        )
         if limit <= 0:
             return []
         rows = self._c.execute(
@@ -475,6 +482,16 @@ class SqliteTx(SqliteStaffMixin):
                 (gateway_id, now + lease_seconds, now, sms_id),
             )
         return [s for s in (self.get_sms(str(r[0])) for r in rows) if s is not None]
+
+    def take_in_window(self, key: str, limit: int, window: float, want: int, now: float) -> int:
+        row = self._one("SELECT stamps FROM rate_windows WHERE key = ?", key)
+        stamps = [t for t in json.loads(row[0]) if t > now - window] if row else []
+        granted = max(-len(stamps), want) if want < 0 else max(0, min(want, limit - len(stamps)))
+        stamps = stamps[:granted] if granted < 0 else stamps + [now] * granted
+        self._c.execute(
+            "INSERT OR REPLACE INTO rate_windows VALUES (?, ?)", (key, json.dumps(stamps))
+        )
+        return granted
 
     def take_tokens(
         self, bucket: str, capacity: float, per_second: float, want: int, now: float

@@ -101,7 +101,7 @@ RECORDS: dict[str, type[Record]] = {
     "audit_log": AuditEntry,
 }
 # Tables that need not travel: rate-limit buckets refill by themselves on the target.
-NOT_EXPORTED = frozenset({"rate_buckets"})
+NOT_EXPORTED = frozenset({"rate_buckets", "rate_windows"})
 KINDS = tuple(RECORDS)  # the order of the file, and of the import (records before referrers)
 
 

@@ -116,11 +116,13 @@ def lease_for_phone(svc: Services, gateway_id: str, want: int) -> list[OutboundS
 
     def unit(tx: Tx) -> list[OutboundSms]:
         tx.touch_gateway(gateway_id, now)  # a poll is also the phone's heartbeat
-        budget = tx.take_tokens(f"tasker:{gateway_id}", per_hour, per_hour / 3600, want, now)
-        leased = tx.lease_sms(gateway_id, now, settings.tasker_lease_seconds, budget)
-        unused = budget - len(leased)
-        if unused:  # give back what there was nothing to send with
-            tx.take_tokens(f"tasker:{gateway_id}", per_hour, per_hour / 3600, -unused, now)
+        window = f"tasker:{gateway_id}"  # at most N in any hour, as Android counts them
+        budget = tx.take_in_window(window, per_hour, 3600, want, now)
+        leased = tx.lease_sms(
+            gateway_id, now, settings.tasker_lease_seconds, budget, settings.tasker_max_attempts
+        )
+        if unused := budget - len(leased):  # give back what there was nothing to send with
+            tx.take_in_window(window, per_hour, 3600, -unused, now)
         return leased
 
     return svc.store.atomic(unit)

@@ -554,6 +554,19 @@ class TestTaskerOutbox:
         sent = sms(svc, sms_id)
         assert (sent.status, sent.provider_id, sent.attempts) == ("sent", "tasker:phone-b", 2)
 
+    def test_a_message_no_phone_ever_acks_is_failed_after_its_attempts(
+        self, svc: Services, clock: FakeClock, phones: list[TaskerPhone]
+    ) -> None:
+        a, b = phones
+        sms_id = queue_sms(svc)
+        run_worker(svc)
+        for n in range(svc.settings.tasker_max_attempts):
+            assert [m["id"] for m in (a if n % 2 else b).poll()] == [sms_id]
+            clock.advance(svc.settings.tasker_lease_seconds + 1)  # the holder went quiet
+        assert a.poll() == [] and b.poll() == []
+        failed = sms(svc, sms_id)
+        assert (failed.status, failed.error) == ("failed", "no phone acknowledged it")
+
     @pytest.mark.parametrize("tweaks", [{"tasker_sms_per_hour": 2}], indirect=True)
     def test_a_phone_sends_no_more_than_its_hourly_limit(
         self, svc: Services, clock: FakeClock, phones: list[TaskerPhone]
@@ -565,9 +578,9 @@ class TestTaskerOutbox:
         assert [m["id"] for m in a.poll()] == ids[:2]
         assert [a.ack(i).status_code for i in ids[:2]] == [200, 200]
         assert a.poll() == []
-        clock.advance(900)  # half a token
+        clock.advance(3599)  # never more than 2 in any hour
         assert a.poll() == []
-        clock.advance(900)  # a whole one
+        clock.advance(1)  # the first two leave the window
         assert [m["id"] for m in a.poll()] == ids[2:]
         assert a.poll() == []
 

@@ -10,6 +10,7 @@ so an action is never without its entry, nor an entry without its action.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import hashlib
 import secrets
@@ -53,8 +54,10 @@ class StaffSummary:
 
 
 @cache
+@functools.cache
 def _dummy_hash() -> str:
-    """A real scrypt hash to check when the name is unknown, so the time taken does not tell."""
+    """A real scrypt hash to check when the name is unknown, so the time taken does not tell
+    (made once: making it costs as much as checking it)."""
     return generate_password_hash(secrets.token_hex(16), method="scrypt")
 
 
@@ -224,12 +227,22 @@ def by_session(svc: Services, staff_id: str, marker: str) -> StaffMember | None:
     return member if secrets.compare_digest(session_marker(member), marker) else None
 
 
+SIGN_IN_FAILURES, SIGN_IN_WINDOW = 5, 900  # wrong passwords per name before a 15-minute pause
+
+
 def sign_in(svc: Services, name: str, password: str) -> StaffMember | None:
-    """Check a console sign-in; audited when it succeeds."""
+    """Check a console sign-in: at most 5 wrong passwords per name in 15 minutes; audited when
+    it succeeds. An unknown name costs the same time as a known one."""
+    key, now = f"console-sign-in:{name.strip().lower()}", svc.clock.now()
+    if not svc.store.atomic(
+        lambda tx: tx.take_in_window(key, SIGN_IN_FAILURES, SIGN_IN_WINDOW, 1, now)
+    ):
+        return None
     member = svc.store.read(lambda tx: tx.get_staff_by_name(name)) if name else None
     stored = member.password_hash if member and member.password_hash else _dummy_hash()
     if not check_password_hash(stored, password) or member is None or not member.password_hash:
-        return None
+        return None  # the attempt stays counted
+    svc.store.atomic(lambda tx: tx.take_in_window(key, SIGN_IN_FAILURES, SIGN_IN_WINDOW, -1, now))
     svc.store.atomic(
         lambda tx: audit(tx, svc.clock.now(), member.name, "console.sign_in", member.name, "")
     )

@@ -68,6 +68,20 @@ def test_pages_need_a_sign_in_and_wrong_passwords_are_refused(
     assert client.get("/console/", base_url=HTTPS).status_code == 302
 
 
+def test_five_wrong_passwords_pause_that_name_for_15_minutes(
+    svc: Services, team: None, clock: FakeClock
+) -> None:
+    for _ in range(5):
+        assert staff.sign_in(svc, "ada", "wrong password!") is None
+    assert staff.sign_in(svc, "ADA", PASSWORD) is None  # even the right one, for now
+    assert staff.sign_in(svc, "sam", PASSWORD) is not None  # other names are not affected
+    clock.advance(900)
+    member = staff.sign_in(svc, "ada", PASSWORD)
+    assert member is not None and member.name == "ada"
+    for _ in range(10):  # right passwords are not counted against the name
+        assert staff.sign_in(svc, "ada", PASSWORD) is not None
+
+
 def test_session_cookie_is_secure_httponly_lax_and_only_for_the_console(
     client: FlaskClient, team: None
 ) -> None:

@@ -319,7 +319,11 @@ def test_webhook_with_a_valid_signature_parses(gateway: CashfreeGateway) -> None
     event = gateway.parse_webhook(body, headers_for(body))
 
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
-    assert event == GatewayEvent(digest, "payout", REF, "processed", 12345, "123456", EVENT_TIME)
+    utr = json.loads(body)["data"]["transfer_utr"]
+    assert utr  # the bank's reference travels with the event
+    assert event == GatewayEvent(
+        digest, "payout", REF, "processed", 12345, "123456", EVENT_TIME, utr=utr
+    )
     assert event.raw["type"] == "TRANSFER_ACKNOWLEDGED"
 
 

@@ -379,8 +379,10 @@ def test_webhook_with_a_valid_signature_parses(gateway: RazorpayGateway) -> None
 
     event = gateway.parse_webhook(body, headers_for(body))
 
+    utr = json.loads(body)["payload"]["payout"]["entity"]["utr"]
+    assert utr  # a processed payout carries the bank's reference, and the event keeps it
     assert event == GatewayEvent(EVENT_ID, "payout", REF, "processed", 25000,
-                                 "pout_FAKE0000000001", 1755693679)  # fmt: skip
+                                 "pout_FAKE0000000001", 1755693679, utr=utr)  # fmt: skip
     assert event.raw["event"] == "payout.processed"
 
 
@@ -454,11 +456,12 @@ def test_payout_events(gateway: RazorpayGateway, fixture: str, status: str, reas
     """webhook_payout_*: each event parses into the right payout status and reason."""
     body = raw(fixture)
     expected_created = json.loads(body)["created_at"]
+    utr = json.loads(body)["payload"]["payout"]["entity"].get("utr") or ""
 
     event = gateway.parse_webhook(body, headers_for(body))
 
     assert event == GatewayEvent(EVENT_ID, "payout", REF, status, 25000, "pout_FAKE0000000001",
-                                 expected_created, reason)  # fmt: skip
+                                 expected_created, reason, utr=utr)  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -55,6 +55,18 @@ class PayoutRequest:
 
 
 @dataclass(frozen=True)
+class PayeeCheck:
+    """What a payee check found: `valid` is None when nothing was checked or it could not tell
+    (checks off, provider down, validation still running), so only False refuses a payout."""
+
+    valid: bool | None
+    name: str = ""  # the name the payee's bank has, when valid
+
+
+NOT_CHECKED = PayeeCheck(None)
+
+
+@dataclass(frozen=True)
 class Payout:
     """What the provider says of one payout."""
 
@@ -106,8 +118,8 @@ class PaymentGateway(Protocol):
         """The payout made under our reference, or None if the provider has none."""
         ...
 
-    def validate_payee(self, vpa: str) -> str | None:
-        """The name registered to a VPA, or None when it is not valid (or not checked)."""
+    def validate_payee(self, vpa: str) -> PayeeCheck:
+        """Whether a VPA can be paid, and the name its bank has for it (NOT_CHECKED if off)."""
         ...
 
     def create_payment_link(

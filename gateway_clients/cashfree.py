@@ -22,8 +22,10 @@ import requests
 
 from gateway_clients._json import api_object, required_str, webhook_object
 from gateway_clients.base import (
+    NOT_CHECKED,
     GatewayEvent,
     GatewayUnavailable,
+    PayeeCheck,
     PaymentLink,
     Payout,
     PayoutRejected,
@@ -116,9 +118,9 @@ class CashfreeGateway:
             raise GatewayUnavailable(f"cashfree transfer status answered {response.status_code}")
         return _api_payout(body)
 
-    def validate_payee(self, vpa: str) -> str | None:
+    def validate_payee(self, vpa: str) -> PayeeCheck:
         """Not checked on this rail (UPI name checks are a separate Cashfree product)."""
-        return None
+        return NOT_CHECKED
 
     def create_payment_link(
         self, reference: str, amount: int, phone: str, description: str, expire_by: int

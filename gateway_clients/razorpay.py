@@ -23,8 +23,10 @@ from razorpay.errors import BadRequestError, GatewayError, ServerError
 
 from gateway_clients._json import api_object, required_int, required_str, webhook_object
 from gateway_clients.base import (
+    NOT_CHECKED,
     GatewayEvent,
     GatewayUnavailable,
+    PayeeCheck,
     PaymentLink,
     Payout,
     PayoutRejected,
@@ -127,10 +129,10 @@ class RazorpayGateway:
             return None
         return _api_payout(max(mine, key=_created))
 
-    def validate_payee(self, vpa: str) -> str | None:
-        """The VPA's registered name (fund-account validation); None if off, invalid or unknown."""
+    def validate_payee(self, vpa: str) -> PayeeCheck:
+        """Fund-account validation of a VPA: its registered name, or invalid, or not checked."""
         if not self._validate_payees:
-            return None
+            return NOT_CHECKED
         try:
             response = self._call(
                 "POST", "/v1/fund_accounts/validations", json=validation_body(self._account, vpa)
@@ -138,8 +140,8 @@ class RazorpayGateway:
             body = api_object("razorpay", response)
         except GatewayUnavailable as exc:
             log.warning("payee check not done: %s", exc)
-            return None
-        return registered_name(body) if response.status_code < 400 else None
+            return NOT_CHECKED
+        return payee_check(body) if response.status_code < 400 else NOT_CHECKED
 
     def create_payment_link(
         self, reference: str, amount: int, phone: str, description: str, expire_by: int
@@ -265,15 +267,16 @@ def narration(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9 ]", "", text).strip()[:30].strip() or "SMS Pay"
 
 
-def registered_name(body: Mapping[str, Any]) -> str | None:
-    """The registered name of a completed validation of an active account, else None."""
+def payee_check(body: Mapping[str, Any]) -> PayeeCheck:
+    """A completed validation says valid (with the registered name) or invalid; anything else,
+    e.g. one still running, tells nothing."""
     results = body.get("validation_results") or body.get("results") or {}
     if body.get("status") != "completed" or not isinstance(results, dict):
-        return None
-    name = results.get("registered_name")
-    if results.get("account_status") in ("active", "valid") and isinstance(name, str) and name:
-        return name
-    return None
+        return NOT_CHECKED
+    status, name = results.get("account_status"), results.get("registered_name")
+    if status in ("active", "valid"):
+        return PayeeCheck(True, name if isinstance(name, str) else "")
+    return PayeeCheck(False) if status == "invalid" else NOT_CHECKED
 
 
 def refusal(status: int, body: Mapping[str, Any]) -> GatewayUnavailable | PayoutRejected:

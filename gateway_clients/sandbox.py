@@ -26,7 +26,9 @@ from typing import Any
 import requests
 
 from gateway_clients.base import (
+    NOT_CHECKED,
     GatewayEvent,
+    PayeeCheck,
     PaymentLink,
     Payout,
     PayoutRejected,
@@ -121,9 +123,10 @@ class SandboxGateway:
         utr = "" if reason else "SANDBOX" + provider_id[-8:].upper()
         return Payout(reference, provider_id, PayoutStatus(outcome), amount, reason, utr)
 
-    def validate_payee(self, vpa: str) -> str | None:
-        """Every well-formed VPA but the failing one belongs to 'Sandbox Payee'."""
-        return None if vpa.lower() == FAILING_VPA or "@" not in vpa else "Sandbox Payee"
+    def validate_payee(self, vpa: str) -> PayeeCheck:
+        """Not checked, so that `failure@razorpay` fails later, at the payout, like Razorpay's
+        test mode (and the refund path runs)."""
+        return NOT_CHECKED
 
     def create_payment_link(
         self, reference: str, amount: int, phone: str, description: str, expire_by: int

@@ -17,8 +17,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway_clients.base import (
+    NOT_CHECKED,
     GatewayEvent,
     GatewayUnavailable,
+    PayeeCheck,
     PaymentLink,
     Payout,
     PayoutRequest,
@@ -57,6 +59,7 @@ class FakeGateway:
         self.calls: list[Call] = []
         self.payouts: dict[str, Payout] = {}  # the provider's book, by our reference
         self.links: dict[str, PaymentLink] = {}
+        self.payees: dict[str, PayeeCheck] = {}  # what validate_payee answers, by VPA
         self.timeout_after_accept = False
         self._create_failures: list[Exception] = []
         self._fetch_failures: list[Exception] = []
@@ -120,10 +123,10 @@ class FakeGateway:
             raise self._fetch_failures.pop(0)
         return self.payouts.get(reference)
 
-    def validate_payee(self, vpa: str) -> str | None:
-        """Not checked."""
+    def validate_payee(self, vpa: str) -> PayeeCheck:
+        """What `payees` says of the VPA; not checked unless a test set it."""
         self.calls.append(Call("validate_payee", vpa, self.clock()))
-        return None
+        return self.payees.get(vpa, NOT_CHECKED)
 
     def create_payment_link(
         self, reference: str, amount: int, phone: str, description: str, expire_by: int

@@ -93,19 +93,26 @@ def run_payout_create(svc: Services, job: Job) -> Retry | None:
     gateway = svc.gateway
     if (wait := gateway_turn(svc)) is not None:
         return wait
+    assert txn.payee is not None
+    source = f"{gateway.name} create"
     try:
         # a previous attempt may have reached the gateway before it timed out (a revived job
         # starts again at attempt 1 but keeps its last error)
         retrying = job.attempts > 1 or bool(job.last_error)
         payout = gateway.fetch_payout(ref) if retrying else None
         if payout is None:
-            assert txn.payee is not None
-            payout = gateway.create_payout(PayoutRequest(ref, txn.payee, txn.amount))
+            payee = gateway.validate_payee(txn.payee)  # before any money leaves: NOT_CHECKED if off
+            if payee.valid is False:
+                raise PayoutRejected("the UPI id is not valid")
+            if payee.name:
+                source += f" to {payee.name}"  # the payee's bank's name for it, for support
+            request = PayoutRequest(ref, txn.payee, txn.amount, payee_name=payee.name)
+            payout = gateway.create_payout(request)
     except PayoutRejected as exc:
         payout = Payout(ref, "", PayoutStatus.FAILED, txn.amount, exc.reason)
     except GatewayUnavailable as exc:
         return Retry(f"gateway outcome unknown: {exc}")
-    apply_payout(svc, payout, source=f"{gateway.name} create")
+    apply_payout(svc, payout, source=source)
     return None
 
 

@@ -23,7 +23,13 @@ from app import create_app
 from app.bootstrap import Services
 from app.services import settlement
 from app.worker import Worker
-from gateway_clients.base import GatewayUnavailable, PayoutRejected, PayoutRequest, PayoutStatus
+from gateway_clients.base import (
+    GatewayUnavailable,
+    PayeeCheck,
+    PayoutRejected,
+    PayoutRequest,
+    PayoutStatus,
+)
 from gateway_clients.sandbox import SandboxGateway
 from sms import replies
 from sms.instructions import format_top_up
@@ -214,7 +220,8 @@ def test_payout_debits_at_once_pays_once_and_a_signed_webhook_settles_it(
     assert flow.jobs(JobStatus.PENDING) == [f"payout.create:{ref}"]
 
     assert flow.work() == 1
-    (create,) = fake.calls
+    check, create = fake.calls
+    assert (check.method, check.reference) == ("validate_payee", VPA)  # checked before paying
     assert create.method == "create_payout" and create.request is not None
     assert create.request == PayoutRequest(ref, VPA, 25_000)  # our reference is the key
     assert flow.txn(ref).state is TxState.PROCESSING and fake.made() == 1
@@ -270,7 +277,7 @@ def test_timeout_after_the_gateway_accepted_is_adopted_never_paid_twice(
     assert flow.txn(ref).state is TxState.PENDING
 
     flow.after(60)
-    assert [c.method for c in fake.calls] == ["create_payout", "fetch_payout"]
+    assert [c.method for c in fake.calls] == ["validate_payee", "create_payout", "fetch_payout"]
     assert fake.made() == 1 and len(fake.called("create_payout")) == 1
     assert flow.txn(ref).state is TxState.PROCESSING
     fake.set_status(ref, PayoutStatus.PROCESSED)
@@ -300,6 +307,31 @@ def test_a_revived_payout_job_asks_the_gateway_before_paying_again(
     assert fake.made() == 1 and flow.txn(ref).state is TxState.PROCESSING
 
 
+def test_a_payee_the_bank_does_not_know_is_refused_before_any_money_leaves(
+    flow: Flow, asha: Phone, fake: FakeGateway
+) -> None:
+    fake.payees[VPA] = PayeeCheck(False)
+    ref, _ = flow.pay(asha, VPA, 25_000)
+    flow.work()
+    txn = flow.txn(ref)
+    assert txn.state is TxState.FAILED and "the UPI id is not valid" in txn.reason
+    assert fake.called("create_payout") == [] and fake.made() == 0
+    assert flow.world.balance(ASHA) == 100_000 and flow.balance(PAYOUTS_IN_FLIGHT_ACCOUNT) == 0
+    assert flow.sms(ref) == [replies.payout_refunded(25_000, "ra****@okaxis", ref, 100_000)]
+
+
+def test_a_valid_payees_registered_name_goes_with_the_payout_and_into_the_history(
+    flow: Flow, asha: Phone, fake: FakeGateway
+) -> None:
+    fake.payees[VPA] = PayeeCheck(True, "RAMESH KUMAR")
+    ref, _ = flow.pay(asha, VPA, 25_000)
+    flow.work()
+    [create] = fake.called("create_payout")
+    assert create.request == PayoutRequest(ref, VPA, 25_000, payee_name="RAMESH KUMAR")
+    assert flow.txn(ref).state is TxState.PROCESSING
+    assert "to RAMESH KUMAR" in flow.txn(ref).reason
+
+
 def test_a_rejected_payout_fails_and_refunds_once(
     flow: Flow, asha: Phone, fake: FakeGateway
 ) -> None:
@@ -314,7 +346,8 @@ def test_a_rejected_payout_fails_and_refunds_once(
     assert flow.sms(ref) == [replies.payout_refunded(25_000, "ra****@okaxis", ref, 100_000)]
     assert flow.jobs(JobStatus.PENDING) == []  # refused for good: not retried
     flow.after(8_000)
-    assert len(fake.calls) == 1 and fake.made() == 0 and len(flow.entries(ref)) == 2
+    assert len(fake.called("create_payout")) == 1 and fake.made() == 0
+    assert len(flow.entries(ref)) == 2
 
 
 def test_a_failed_payout_refunds_once_however_often_it_is_reported(

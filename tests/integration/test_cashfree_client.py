@@ -21,6 +21,7 @@ import responses
 from responses import matchers
 
 from gateway_clients.base import (
+    NOT_CHECKED,
     GatewayEvent,
     GatewayUnavailable,
     Payout,
@@ -303,7 +304,7 @@ def test_payee_validation_and_payment_links_are_not_on_this_rail(
     mocked: responses.RequestsMock, gateway: CashfreeGateway
 ) -> None:
     """No fixture: neither makes an HTTP call."""
-    assert gateway.validate_payee(VPA) is None
+    assert gateway.validate_payee(VPA) == NOT_CHECKED
     with pytest.raises(GatewayUnavailable, match="not supported on this rail"):
         gateway.create_payment_link("HT3PW2345K", 50000, "+919876543210", "top-up", 1760000000)
     assert len(mocked.calls) == 0

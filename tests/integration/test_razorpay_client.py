@@ -20,8 +20,10 @@ import responses
 from responses import matchers
 
 from gateway_clients.base import (
+    NOT_CHECKED,
     GatewayEvent,
     GatewayUnavailable,
+    PayeeCheck,
     PaymentLink,
     Payout,
     PayoutRejected,
@@ -298,20 +300,20 @@ def test_validation_off_makes_no_call(mocked: responses.RequestsMock) -> None:
     """No fixture: off means no HTTP at all."""
     gateway = RazorpayGateway(KEY_ID, KEY_SECRET, ACCOUNT, WEBHOOK_SECRET)
 
-    assert gateway.validate_payee(VPA) is None
+    assert gateway.validate_payee(VPA) == NOT_CHECKED
     assert len(mocked.calls) == 0
 
 
 @pytest.mark.parametrize(
     ("fixture", "expected"),
     [
-        ("validation_completed_active", "Gaurav Kumar"),
-        ("validation_completed_invalid", None),
-        ("validation_created", None),
+        ("validation_completed_active", PayeeCheck(True, "Gaurav Kumar")),
+        ("validation_completed_invalid", PayeeCheck(False)),
+        ("validation_created", NOT_CHECKED),  # still running: tells nothing yet
     ],
 )
 def test_validation_returns_the_registered_name_of_an_active_vpa(
-    mocked: responses.RequestsMock, fixture: str, expected: str | None
+    mocked: responses.RequestsMock, fixture: str, expected: PayeeCheck
 ) -> None:
     """validation_request + validation_completed_active / _invalid / validation_created."""
     mocked.post(f"{API}/v1/fund_accounts/validations", json=load(fixture))
@@ -328,7 +330,7 @@ def test_validation_errors_mean_not_checked(mocked: responses.RequestsMock, stat
     mocked.post(f"{API}/v1/fund_accounts/validations", status=status, json=load(fixture))
     gateway = RazorpayGateway(KEY_ID, KEY_SECRET, ACCOUNT, WEBHOOK_SECRET, validate_payees=True)
 
-    assert gateway.validate_payee(VPA) is None
+    assert gateway.validate_payee(VPA) == NOT_CHECKED  # an error is not a verdict on the VPA
 
 
 # --- payment links (through the SDK, on the injected session) ------------------------------

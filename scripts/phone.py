@@ -49,6 +49,7 @@ from sms.instructions import (
     format_balance,
     format_pay,
     format_status,
+    format_top_up,
     parse,
     parse_rupees,
 )
@@ -534,6 +535,21 @@ def balance(state: Path, /, pin: str, **send: Any) -> None:
 def status(state: Path, /, reference: str, **send: Any) -> None:
     """Ask for the state of one of your transactions."""
     run(state, format_status(checked_reference(reference), now()), send)
+
+
+@cli.command()
+@click.option("--amount", required=True, help="Rupees to add, e.g. 500.")
+@send_options
+@click.pass_obj
+def topup(state: Path, /, amount: str, **send: Any) -> None:
+    """Ask for a UPI payment link that adds money to the wallet (it arrives by SMS)."""
+    try:
+        paise = parse_rupees(amount)
+    except ValueError as exc:
+        raise Refused(f"--amount: {exc}") from exc
+    if paise <= 0:
+        raise Refused("--amount: must be more than zero")
+    run(state, format_top_up(paise, now()), send)
 
 
 if __name__ == "__main__":

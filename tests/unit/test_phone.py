@@ -26,7 +26,7 @@ from twilio.request_validator import RequestValidator
 
 from crypto.codec import InvalidMessage, decode
 from scripts import phone
-from sms.instructions import Balance, Pay, Status, parse
+from sms.instructions import Balance, Pay, Status, TopUp, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 PHONE = "+919876543210"
@@ -147,6 +147,18 @@ def test_balance_and_status_instructions(provisioned: Callable[..., Result]) -> 
     sts = provisioned("status", "7kq2m9xh3d")
     assert parse(opened(bal)[1]) == Balance(PIN, NOW)
     assert parse(opened(sts)[1]) == Status("7KQ2M9XH3D", NOW)
+
+
+def test_topup_asks_for_a_link_and_refuses_bad_amounts(
+    provisioned: Callable[..., Result], state: Path
+) -> None:
+    top = provisioned("topup", "--amount", "500.50")
+    assert parse(opened(top)[1]) == TopUp(50_050, NOW)
+    counter = next_counter(state)
+    for bad in ("0", "-1", "abc"):
+        result = provisioned("topup", "--amount", bad)
+        assert result.exit_code == 2, result.output
+    assert next_counter(state) == counter  # a refusal uses no counter
 
 
 def test_each_command_uses_the_next_counter_and_persists_it(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
 from storage.errors import StoreUnavailable
 
@@ -21,7 +23,10 @@ def register(app: Flask) -> None:
         return {"error": "temporarily unavailable, retry later"}, 503, {"Retry-After": "30"}
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[dict[str, str], int] | Response:
+    def http_error(exc: HTTPException) -> BaseResponse:
         if exc.code == 403:  # authentication failures get a bare 403
             return Response(status=403)
-        return {"error": exc.description or exc.name}, exc.code or 500
+        response = exc.get_response()  # keeps the headers the error carries (Allow, ...)
+        response.set_data(json.dumps({"error": exc.description or exc.name}))
+        response.content_type = "application/json"
+        return response

@@ -426,3 +426,11 @@ def test_store_that_is_down_answers_503_so_the_provider_retries(
 def test_health(client: FlaskClient) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
+
+
+def test_errors_are_short_json_and_keep_their_headers(client: FlaskClient) -> None:
+    r = client.get("/sms/twilio")
+    assert r.status_code == 405 and "POST" in r.headers["Allow"]
+    assert r.get_json() == {"error": r.get_json()["error"]} and r.get_json()["error"]
+    r = client.post("/sms/tasker", data=b"x" * 20_000, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and r.is_json

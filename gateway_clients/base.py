@@ -38,6 +38,10 @@ class PayoutRejected(GatewayError):
         self.reason = reason
 
 
+class PaymentLinksUnsupported(GatewayError):
+    """This rail cannot make payment links (top-ups need another rail)."""
+
+
 class WebhookInvalid(GatewayError):
     """A webhook body that verified but cannot be understood."""
 

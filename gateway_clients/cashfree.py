@@ -27,6 +27,7 @@ from gateway_clients.base import (
     GatewayUnavailable,
     PayeeCheck,
     PaymentLink,
+    PaymentLinksUnsupported,
     Payout,
     PayoutRejected,
     PayoutRequest,
@@ -116,7 +117,10 @@ class CashfreeGateway:
         body = api_object("cashfree", response)
         if response.status_code >= 400:
             raise GatewayUnavailable(f"cashfree transfer status answered {response.status_code}")
-        return _api_payout(body)
+        payout = _api_payout(body)
+        if payout.reference != reference:  # an answer about another transfer tells us nothing
+            raise GatewayUnavailable("cashfree answered about another transfer")
+        return payout
 
     def validate_payee(self, vpa: str) -> PayeeCheck:
         """Not checked on this rail (UPI name checks are a separate Cashfree product)."""
@@ -126,7 +130,7 @@ class CashfreeGateway:
         self, reference: str, amount: int, phone: str, description: str, expire_by: int
     ) -> PaymentLink:
         """Not offered on this rail; always raises GatewayUnavailable."""
-        raise GatewayUnavailable("payment links are not supported on this rail")
+        raise PaymentLinksUnsupported("payment links are not supported on this rail")
 
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> GatewayEvent | None:
         """Verify the signature over timestamp + raw body, then parse; None if it fails."""

@@ -72,6 +72,10 @@ def top_up_link(amount: int, url: str, reference: str) -> str:
     return f"{BRAND}: Pay {rs(amount)} with UPI to top up your wallet: {url[:60]} Ref {reference}."
 
 
+TOP_UP_UNAVAILABLE = (
+    f"{BRAND}: Top-up by payment link is not available here. Add money at your agent. "
+    f"{NO_MONEY_MOVED}"
+)
 INSUFFICIENT_FUNDS = "not enough balance"
 PAYEE_NOT_REGISTERED = "payee is not registered with SMS Pay"
 SELF_PAYMENT = "you cannot pay yourself"

@@ -23,6 +23,7 @@ from app.worker import Retry
 from gateway_clients.base import (
     GatewayEvent,
     GatewayUnavailable,
+    PaymentLinksUnsupported,
     Payout,
     PayoutRejected,
     PayoutRequest,
@@ -112,6 +113,8 @@ def run_payout_create(svc: Services, job: Job) -> Retry | None:
         payout = Payout(ref, "", PayoutStatus.FAILED, txn.amount, exc.reason)
     except GatewayUnavailable as exc:
         return Retry(f"gateway outcome unknown: {exc}")
+    if payout.reference != ref:  # an answer about another payout tells us nothing of ours
+        return Retry(f"gateway answered about {payout.reference or 'no reference'}")
     apply_payout(svc, payout, source=source)
     return None
 
@@ -128,6 +131,8 @@ def run_payout_poll(svc: Services, job: Job) -> Retry | None:
         payout = svc.gateway.fetch_payout(ref)
     except GatewayUnavailable as exc:
         return Retry(f"status check failed: {exc}")
+    if payout is not None and payout.reference != ref:
+        return Retry(f"status check answered about {payout.reference or 'no reference'}")
     if payout is not None and payout.status is not PayoutStatus.PROCESSING:
         apply_payout(svc, payout, source=f"{svc.gateway.name} status check {check}")
         return None
@@ -263,6 +268,9 @@ def run_top_up_link(svc: Services, job: Job) -> Retry | None:
         link = svc.gateway.create_payment_link(
             ref, txn.amount, txn.payee, f"SMS Pay top-up {ref}", expire_by
         )
+    except PaymentLinksUnsupported:
+        _refuse_top_up(svc, ref)
+        return None
     except GatewayUnavailable as exc:
         return Retry(f"payment link not created: {exc}")
     now = svc.clock.now()
@@ -280,6 +288,20 @@ def run_top_up_link(svc: Services, job: Job) -> Retry | None:
 
     svc.store.atomic(unit)
     return None
+
+
+def _refuse_top_up(svc: Services, ref: str) -> None:
+    """This rail makes no payment links: say so at once instead of retrying for hours."""
+    now = svc.clock.now()
+
+    def unit(tx: Tx) -> None:
+        txn = tx.get_transaction(ref)
+        if txn is None or txn.state is not TxState.PENDING or txn.payee is None:
+            return
+        tx.set_state(ref, TxState.FAILED, "top-ups by link are not available on this rail", now)
+        tx.enqueue_sms(OutboundSms(txn.payee, replies.TOP_UP_UNAVAILABLE, now, ref))
+
+    svc.store.atomic(unit)
 
 
 def _close_top_up(tx: Tx, event: GatewayEvent, now: float) -> str:

@@ -24,6 +24,7 @@ from gateway_clients.base import (
     NOT_CHECKED,
     GatewayEvent,
     GatewayUnavailable,
+    PaymentLinksUnsupported,
     Payout,
     PayoutRejected,
     PayoutRequest,
@@ -305,7 +306,7 @@ def test_payee_validation_and_payment_links_are_not_on_this_rail(
 ) -> None:
     """No fixture: neither makes an HTTP call."""
     assert gateway.validate_payee(VPA) == NOT_CHECKED
-    with pytest.raises(GatewayUnavailable, match="not supported on this rail"):
+    with pytest.raises(PaymentLinksUnsupported, match="not supported on this rail"):
         gateway.create_payment_link("HT3PW2345K", 50000, "+919876543210", "top-up", 1760000000)
     assert len(mocked.calls) == 0
 

@@ -40,6 +40,7 @@ FILLED = {
     **{
         name: getattr(replies, name)
         for name in (
+            "TOP_UP_UNAVAILABLE",
             "UNREADABLE",
             "REPLAYED",
             "EXPIRED",

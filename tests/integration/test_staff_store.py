@@ -109,13 +109,10 @@ def test_search_pages_in_both_orders_and_filters(
     assert [(g.channel, g.count, g.amount) for g in flagged] == [("risk", 5, 500)]
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # a trigger is SQLite's own
 def test_sqlite_refuses_to_change_or_delete_audit_entries(
     svc: Services, backend: str, tmp_path: Path
 ) -> None:
-    if backend:
-        pytest.skip(
-            "a database trigger guards the SQLite audit log; MongoDB relies on the contract"
-        )
     staff.add_staff(svc, "ada", StaffRole.ADMIN, "test")
     with sqlite3.connect(tmp_path / "var" / "smspay.sqlite3") as conn:
         for sql in ("UPDATE audit_log SET reason = 'edited'", "DELETE FROM audit_log"):

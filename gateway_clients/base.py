@@ -122,6 +122,11 @@ class PaymentGateway(Protocol):
         """The payout made under our reference, or None if the provider has none."""
         ...
 
+    def list_payouts(self, since: int, until: int) -> list[Payout] | None:
+        """Every payout the provider made in [since, until) (unix seconds), for reconciliation;
+        None when this rail cannot list them."""
+        ...
+
     def validate_payee(self, vpa: str) -> PayeeCheck:
         """Whether a VPA can be paid, and the name its bank has for it (NOT_CHECKED if off)."""
         ...

@@ -38,6 +38,7 @@ from gateway_clients.base import (
 log = logging.getLogger(__name__)
 
 API_URL = "https://api.razorpay.com"
+LIST_PAGE = 100  # Razorpay's largest page
 DEFAULT_PAYEE_NAME = "SMS Pay payee"  # contact names are mandatory; ours may be unknown
 
 # RazorpayX payout states. A state we do not know stays PROCESSING: never conclude from it.
@@ -128,6 +129,26 @@ class RazorpayGateway:
         if not mine:
             return None
         return _api_payout(max(mine, key=_created))
+
+    def list_payouts(self, since: int, until: int) -> list[Payout] | None:
+        """Fetch-all payouts of the account created in the window, a page of 100 at a time."""
+        found: list[Payout] = []
+        while True:
+            params = {
+                "account_number": self._account,
+                "from": since,
+                "to": until - 1,
+                "count": LIST_PAGE,
+                "skip": len(found),
+            }
+            response = self._call("GET", "/v1/payouts", params=params)
+            body = api_object("razorpay", response)
+            if response.status_code >= 400:
+                raise GatewayUnavailable(f"razorpay payout list answered {response.status_code}")
+            items = [i for i in body.get("items") or [] if isinstance(i, dict)]
+            found += [_api_payout(i) for i in items]
+            if len(items) < LIST_PAGE:
+                return found
 
     def validate_payee(self, vpa: str) -> PayeeCheck:
         """Fund-account validation of a VPA: its registered name, or invalid, or not checked."""

@@ -123,6 +123,19 @@ class SandboxGateway:
         utr = "" if reason else "SANDBOX" + provider_id[-8:].upper()
         return Payout(reference, provider_id, PayoutStatus(outcome), amount, reason, utr)
 
+    def list_payouts(self, since: int, until: int) -> list[Payout] | None:
+        """Every payout in the sandbox's book made in the window."""
+        with closing(self._connect()) as conn:
+            refs = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT reference FROM payouts WHERE created_at >= ? AND created_at < ?"
+                    " ORDER BY created_at",
+                    (since, until),
+                )
+            ]
+        return [p for p in map(self.fetch_payout, refs) if p is not None]
+
     def validate_payee(self, vpa: str) -> PayeeCheck:
         """Not checked, so that `failure@razorpay` fails later, at the payout, like Razorpay's
         test mode (and the refund path runs)."""

@@ -60,6 +60,7 @@ class FakeGateway:
         self.payouts: dict[str, Payout] = {}  # the provider's book, by our reference
         self.links: dict[str, PaymentLink] = {}
         self.payees: dict[str, PayeeCheck] = {}  # what validate_payee answers, by VPA
+        self.foreign: list[Payout] = []  # payouts on the account that we never asked for
         self.timeout_after_accept = False
         self._create_failures: list[Exception] = []
         self._fetch_failures: list[Exception] = []
@@ -122,6 +123,11 @@ class FakeGateway:
         if self._fetch_failures:
             raise self._fetch_failures.pop(0)
         return self.payouts.get(reference)
+
+    def list_payouts(self, since: int, until: int) -> list[Payout] | None:
+        """Every payout the fake provider holds (it keeps no times), plus any made elsewhere."""
+        self.calls.append(Call("list_payouts", None, self.clock()))
+        return [*self.payouts.values(), *self.foreign]
 
     def validate_payee(self, vpa: str) -> PayeeCheck:
         """What `payees` says of the VPA; not checked unless a test set it."""

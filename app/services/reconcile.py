@@ -21,6 +21,34 @@ AGREES: dict[TxState, set[PayoutStatus | None]] = {
 MAX_PER_DAY = 100_000
 
 
+def _unknown_to_us(svc: Services, ours: set[str], since: int, until: int) -> list[dict[str, Any]]:
+    """Payouts the gateway made in the window that no transaction of ours asked for."""
+    try:
+        theirs = svc.gateway.list_payouts(since, until)
+    except GatewayUnavailable as exc:
+        return [{"reference": "*", "problem": f"gateway list not checked: {exc}"}]
+    if theirs is None:  # this rail cannot list: only our side was checked
+        return []
+    strangers = [p for p in theirs if p.reference not in ours]
+    known = svc.store.read(
+        lambda tx: {p.reference: tx.get_transaction(p.reference) for p in strangers}
+    )
+    missing = []
+    for payout in strangers:
+        txn = known[payout.reference]
+        if txn is None or txn.kind is not TxKind.PAYOUT:
+            missing.append(
+                {
+                    "reference": payout.reference or "-",
+                    "problem": "missing in ledger",
+                    "theirs": payout.status.value,
+                    "amount": payout.amount,
+                    "provider_id": payout.provider_id,
+                }
+            )
+    return missing
+
+
 def reconcile_day(
     svc: Services, day: date, progress: Callable[[int, int], None] = lambda done, total: None
 ) -> dict[str, Any]:
@@ -58,6 +86,7 @@ def reconcile_day(
                     "theirs": theirs.amount,
                 }
             )
+    mismatches += _unknown_to_us(svc, {t.reference for t in payouts}, int(since), int(until))
     report = {
         "date": day.isoformat(),
         "gateway": svc.gateway.name,

@@ -26,6 +26,7 @@ from app.worker import Worker
 from gateway_clients.base import (
     GatewayUnavailable,
     PayeeCheck,
+    Payout,
     PayoutRejected,
     PayoutRequest,
     PayoutStatus,
@@ -738,6 +739,12 @@ def test_reconcile_reports_a_clean_day_then_a_mismatch_and_stores_the_report(
 
     other_day = runner.invoke(args=["reconcile", "--date", "2026-11-24"])
     assert other_day.exit_code == 0 and "0 checked, 0 mismatches" in other_day.output
+
+    # a payout on the gateway's books that no transaction of ours asked for
+    fake.foreign.append(Payout("NOTOURS123", "pout_STRANGER01", PayoutStatus.PROCESSED, 9_900))
+    found = runner.invoke(args=["reconcile", "--date", "2026-11-24"])
+    assert found.exit_code == 1 and "0 checked, 1 mismatches" in found.output
+    assert '"problem": "missing in ledger"' in found.output and "pout_STRANGER01" in found.output
 
 
 def test_the_worker_command_runs_the_due_jobs_once(

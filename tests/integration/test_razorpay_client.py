@@ -221,6 +221,30 @@ def test_fetch_by_reference_returns_the_newest_payout(
                             utr="523223155921")  # fmt: skip
 
 
+def test_list_payouts_pages_through_a_days_window(
+    mocked: responses.RequestsMock, gateway: RazorpayGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """payouts_by_reference (as the first page) then payouts_by_reference_empty."""
+    monkeypatch.setattr("gateway_clients.razorpay.LIST_PAGE", 2)
+    page = load("payouts_by_reference")
+    assert len(page["items"]) == 2  # a full page: the adapter must ask for the next one
+    window = {"account_number": ACCOUNT, "from": "1755648000", "to": "1755734399", "count": "2"}
+    mocked.get(
+        f"{API}/v1/payouts",
+        json=page,
+        match=[matchers.query_param_matcher({**window, "skip": "0"})],
+    )
+    mocked.get(f"{API}/v1/payouts", json=load("payouts_by_reference_empty"),
+               match=[matchers.query_param_matcher({**window, "skip": "2"})])  # fmt: skip
+
+    listed = gateway.list_payouts(1755648000, 1755734400)
+
+    assert listed is not None and [p.provider_id for p in listed] == [
+        i["id"] for i in page["items"]
+    ]
+    assert len(mocked.calls) == 2
+
+
 def test_fetch_by_reference_finds_nothing(
     mocked: responses.RequestsMock, gateway: RazorpayGateway
 ) -> None:

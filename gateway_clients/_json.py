@@ -1,14 +1,30 @@
-"""Reading providers' JSON strictly: what every adapter needs and none should write again."""
+"""Talking to providers over HTTP and reading their JSON strictly: what every adapter needs and
+none should write again."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from gateway_clients.base import GatewayUnavailable, WebhookInvalid
+
+
+def call(
+    provider: str, session: requests.Session, method: str, url: str, **kwargs: Any
+) -> requests.Response:
+    """One HTTP call; transport errors and 5xx become GatewayUnavailable (outcome unknown)."""
+    path = urlsplit(url).path
+    try:
+        response = session.request(method, url, **kwargs)
+    except requests.RequestException as exc:
+        raise GatewayUnavailable(f"{provider} {method} {path}: {exc}") from exc
+    if response.status_code >= 500:
+        raise GatewayUnavailable(f"{provider} {method} {path} answered {response.status_code}")
+    return response
 
 
 def api_object(provider: str, response: requests.Response) -> dict[str, Any]:

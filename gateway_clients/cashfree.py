@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 
-from gateway_clients._json import api_object, required_str, webhook_object
+from gateway_clients._json import api_object, call, required_str, webhook_object
 from gateway_clients.base import (
     NOT_CHECKED,
     GatewayEvent,
@@ -160,16 +160,17 @@ class CashfreeGateway:
         return payout
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """One HTTP call; transport errors and 5xx become GatewayUnavailable."""
-        try:
-            response = self._session.request(
-                method, self._base + path, headers=self._headers, timeout=self._timeout, **kwargs
-            )
-        except requests.RequestException as exc:
-            raise GatewayUnavailable(f"cashfree {method} {path}: {exc}") from exc
-        if response.status_code >= 500:
-            raise GatewayUnavailable(f"cashfree {method} {path} answered {response.status_code}")
-        return response
+        """One HTTP call to Cashfree; 5xx and transport errors mean outcome unknown."""
+        url = self._base + path
+        return call(
+            "cashfree",
+            self._session,
+            method,
+            url,
+            headers=self._headers,
+            timeout=self._timeout,
+            **kwargs,
+        )
 
 
 def transfer_body(request: PayoutRequest) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import razorpay
 import requests
 from razorpay.errors import BadRequestError, GatewayError, ServerError
 
-from gateway_clients._json import api_object, required_int, required_str, webhook_object
+from gateway_clients._json import api_object, call, required_int, required_str, webhook_object
 from gateway_clients.base import (
     NOT_CHECKED,
     GatewayEvent,
@@ -201,16 +201,11 @@ class RazorpayGateway:
         raise WebhookInvalid(f"unhandled razorpay event {name!r}")
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """One HTTP call; transport errors and 5xx become GatewayUnavailable."""
-        try:
-            response = self._session.request(
-                method, self._base + path, auth=self._auth, timeout=self._timeout, **kwargs
-            )
-        except requests.RequestException as exc:
-            raise GatewayUnavailable(f"razorpay {method} {path}: {exc}") from exc
-        if response.status_code >= 500:
-            raise GatewayUnavailable(f"razorpay {method} {path} answered {response.status_code}")
-        return response
+        """One HTTP call to Razorpay; 5xx and transport errors mean outcome unknown."""
+        url = self._base + path
+        return call(
+            "razorpay", self._session, method, url, auth=self._auth, timeout=self._timeout, **kwargs
+        )
 
 
 def payout_body(account_number: str, request: PayoutRequest) -> dict[str, Any]:

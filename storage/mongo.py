@@ -340,8 +340,6 @@ class MongoTx(MongoStaffMixin):
         return FrameRecord(**_strip(d, "_id", "expires")) if d else None
 
     def insert_frame(self, record: FrameRecord) -> None:
-        from datetime import UTC, datetime
-
         expires = datetime.fromtimestamp(record.processed_at + FRAME_TTL_SECONDS, UTC)
         self._insert(
             "frames",

@@ -28,6 +28,7 @@ TWILIO_STATUS = {
     "sent": "sent",
     "delivered": "delivered",
     "read": "delivered",
+    "partially_delivered": "delivered",
     "undelivered": "undelivered",
     "failed": "failed",
     "canceled": "failed",

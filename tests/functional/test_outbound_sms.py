@@ -406,6 +406,14 @@ class TestStatusCallbacks:
         report = sms(svc, sent_id)
         assert report.status == "undelivered" and "30003" in report.error
 
+    def test_partially_delivered_counts_as_delivered(
+        self, client: FlaskClient, svc: Services, sent_id: str
+    ) -> None:
+        form = {**load("status_callback_delivered"), "MessageStatus": "partially_delivered"}
+        form["SmsStatus"] = "partially_delivered"
+        assert post_status(client, form).status_code == 200
+        assert sms(svc, sent_id).status == "delivered"
+
 
 # --- the Tasker phones' outbox ------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from crypto.keys import PIN_KEY_LABEL, KeyRing, MasterKey, generate_key
 from crypto.pins import PinHasher
 from gateway_clients.base import PaymentGateway
 from sms.channels import SmsChannel
-from storage.contract import Store, Tx
+from storage.contract import Store, UnitOfWork
 
 log = logging.getLogger(__name__)
 MASTER_KEY_FILE = "master.key"
@@ -191,14 +191,14 @@ class Services:
         """Master keys that wrap device keys, gateway secrets and the PIN key."""
         return load_keyring(self.settings)
 
-    def pins(self, tx: Tx) -> PinHasher:
+    def pins(self, uow: UnitOfWork) -> PinHasher:
         """PIN hasher under the installation's PIN key, read (or created) in the caller's unit
         of work the first time, then kept for the life of the process."""
         if self._pins is None:
-            wrapped = tx.get_meta(PIN_KEY_LABEL)
+            wrapped = uow.get_meta(PIN_KEY_LABEL)
             if wrapped is None:
                 fresh = self.keyring.wrap(generate_key(), PIN_KEY_LABEL)
-                wrapped = tx.put_meta_if_absent(PIN_KEY_LABEL, fresh)
+                wrapped = uow.put_meta_if_absent(PIN_KEY_LABEL, fresh)
             self._pins = PinHasher(self.keyring.unwrap(wrapped, PIN_KEY_LABEL))
         return self._pins
 

@@ -29,7 +29,14 @@ from crypto.keys import (
 from sms.instructions import format_rupees, parse_rupees
 from storage import transfer
 from storage.errors import StoreError, StoreUnavailable
-from storage.models import Device, TaskerGateway, Transaction, TxState
+from storage.models import (
+    Device,
+    MetaValue,
+    Record,
+    TaskerGateway,
+    Transaction,
+    TransactionState,
+)
 
 db_cli = AppGroup("db", help="The store.")
 users_cli = AppGroup("users", help="Registered users.")
@@ -94,11 +101,11 @@ def db_export(out: Path) -> None:
     )
 
 
-def _unwraps(svc: Services) -> Callable[[transfer.Record], None]:
+def _unwraps(svc: Services) -> Callable[[Record], None]:
     """A check that every wrapped secret in the file opens under this installation's keys."""
 
-    def check(record: transfer.Record) -> None:
-        if isinstance(record, transfer.MetaValue) and record.key == PIN_KEY_LABEL:
+    def check(record: Record) -> None:
+        if isinstance(record, MetaValue) and record.key == PIN_KEY_LABEL:
             blob, label, what = record.value, PIN_KEY_LABEL, "the PIN key"
         elif isinstance(record, Device):
             blob, label = record.wrapped_key, device_key_label(record.key_id)
@@ -192,10 +199,10 @@ def wallet_credit(phone: str, amount: str, reason: str) -> None:
 @click.option("--phone", required=True)
 def wallet_balance(phone: str) -> None:
     """Show a user's balance."""
-    user = _svc().store.read(lambda tx: tx.get_user_by_phone(phone))
+    user = _svc().store.read(lambda uow: uow.get_user_by_phone(phone))
     if user is None:
         raise click.ClickException(f"no user has the number {phone}")
-    balance = _svc().store.read(lambda tx: tx.balance(user.account))
+    balance = _svc().store.read(lambda uow: uow.balance(user.account))
     click.echo(format_rupees(balance))
 
 
@@ -220,12 +227,14 @@ def _row(t: Transaction) -> str:
 
 @transactions_cli.command("list")
 @click.option("--phone", help="Only transactions this number paid or received.")
-@click.option("--state", type=click.Choice([s.value for s in TxState]))
+@click.option("--state", type=click.Choice([s.value for s in TransactionState]))
 @click.option("--limit", default=20, show_default=True)
 def transactions_list(phone: str | None, state: str | None, limit: int) -> None:
     """The newest transactions first."""
     rows = _svc().store.read(
-        lambda tx: tx.transactions(phone, TxState(state) if state else None, limit)
+        lambda uow: uow.search_transactions(
+            phone=phone, state=TransactionState(state) if state else None, limit=limit
+        )
     )
     for t in rows:
         click.echo(_row(t))
@@ -239,8 +248,8 @@ def transactions_show(reference: str) -> None:
     """One transaction with its history and ledger postings."""
     ref = reference.strip().upper()
 
-    def load(tx):  # type: ignore[no-untyped-def]
-        return tx.get_transaction(ref), tx.events(ref), tx.entries(ref)
+    def load(uow):  # type: ignore[no-untyped-def]
+        return uow.get_transaction(ref), uow.events(ref), uow.entries(ref)
 
     txn, events, entries = _svc().store.read(load)
     if txn is None:

@@ -50,7 +50,7 @@ def worker_cmd(once: bool, max_jobs: int | None) -> None:
 @click.option("--limit", default=50, show_default=True)
 def jobs_list(status: str | None, limit: int) -> None:
     """Jobs, oldest first (dead ones need a look)."""
-    rows = _svc().store.read(lambda tx: tx.jobs(JobStatus(status) if status else None, limit))
+    rows = _svc().store.read(lambda uow: uow.jobs(JobStatus(status) if status else None, limit))
     for j in rows:
         click.echo(f"{j.key:40} {j.status.value:8} attempts={j.attempts} {j.last_error}")
     if not rows:
@@ -62,7 +62,7 @@ def jobs_list(status: str | None, limit: int) -> None:
 def jobs_retry(key: str) -> None:
     """Give a dead job a fresh set of attempts."""
     svc = _svc()
-    if not svc.store.atomic(lambda tx: tx.revive_job(key, svc.clock.now())):
+    if not svc.store.atomic(lambda uow: uow.revive_job(key, svc.clock.now())):
         raise click.ClickException(f"no dead job {key}")
     click.echo(f"{key} will run again")
 

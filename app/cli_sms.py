@@ -23,7 +23,7 @@ def sms_outbox(phone: str | None, limit: int, full: bool) -> None:
     svc: Services = current_app.extensions["smspay"]
     rows = [
         m
-        for m in svc.store.read(lambda tx: tx.outbox(limit=10_000))
+        for m in svc.store.read(lambda uow: uow.outbox(limit=10_000))
         if phone is None or m.to == phone
     ][-limit:]
     for m in rows:

@@ -67,7 +67,7 @@ class Worker:
         """Claim and run one due job; False when none was due."""
         settings, now = self.svc.settings, self.svc.clock.now()
         job = self.svc.store.atomic(
-            lambda tx: tx.claim_job(
+            lambda uow: uow.claim_job(
                 self.owner, now, settings.worker_lease_seconds, list(self.handlers)
             )
         )
@@ -96,7 +96,7 @@ class Worker:
     def _settle(self, job: Job, outcome: Retry | None) -> None:
         settings, now = self.svc.settings, self.svc.clock.now()
         if outcome is None:
-            self.svc.store.atomic(lambda tx: tx.finish_job(job.id, self.owner, now))
+            self.svc.store.atomic(lambda uow: uow.finish_job(job.id, self.owner, now))
             return
         if outcome.counts and job.attempts >= settings.worker_max_attempts:
             self._bury(job, outcome.reason)
@@ -110,14 +110,14 @@ class Worker:
                 self.rng,
             )
         self.svc.store.atomic(
-            lambda tx: tx.retry_job(
+            lambda uow: uow.retry_job(
                 job.id, self.owner, now + delay, outcome.reason, now, outcome.counts
             )
         )
 
     def _bury(self, job: Job, reason: str) -> None:
         now = self.svc.clock.now()
-        if self.svc.store.atomic(lambda tx: tx.bury_job(job.id, self.owner, reason, now)):
+        if self.svc.store.atomic(lambda uow: uow.bury_job(job.id, self.owner, reason, now)):
             log.error("job %s %s is dead: %s", job.kind, job.key, reason)
             hook = self.on_dead.get(job.kind)
             if hook is not None:

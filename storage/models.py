@@ -9,7 +9,7 @@ from typing import Any
 from crypto.replay import ReplayWindow
 
 
-class TxState(StrEnum):
+class TransactionState(StrEnum):
     """Life of a transaction: PENDING -> PROCESSING -> SUCCESS | FAILED (FLAGGED: held)."""
 
     PENDING = "PENDING"
@@ -19,7 +19,7 @@ class TxState(StrEnum):
     FLAGGED = "FLAGGED"
 
 
-class TxKind(StrEnum):
+class TransactionKind(StrEnum):
     """What a transaction does."""
 
     TRANSFER = "transfer"  # wallet to wallet, inside the service
@@ -107,9 +107,9 @@ class Transaction:
     """A payment or a credit, with its current state."""
 
     reference: str
-    kind: TxKind
+    kind: TransactionKind
     amount: int
-    state: TxState
+    state: TransactionState
     created_at: float
     updated_at: float
     payer_id: str | None = None
@@ -122,11 +122,11 @@ class Transaction:
 
 
 @dataclass(frozen=True)
-class TxEvent:
+class TransactionEvent:
     """One state change in a transaction's append-only history."""
 
     reference: str
-    state: TxState
+    state: TransactionState
     reason: str
     at: float
 
@@ -277,11 +277,75 @@ class AuditEntry:
 
 
 @dataclass(frozen=True)
-class TxGroup:
+class TransactionGroup:
     """Transactions created in a time range that share state, channel and reason (for KPIs)."""
 
-    state: TxState
+    state: TransactionState
     channel: str
     reason: str
     count: int
     amount: int
+
+
+# Export records (storage/transfer.py): every kind of record a store holds, in the order of the
+# export file and of the import (records before those that refer to them). A record's shape is its
+# dataclass, field by field; both backends dump and load these, so the shape is defined here once.
+
+BACKEND_META = frozenset({"schema_version"})  # each backend keeps its own; never exported
+
+
+@dataclass(frozen=True)
+class MetaValue:
+    """A small named value, e.g. the wrapped PIN key."""
+
+    key: str
+    value: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Account:
+    """A ledger account with its balance in paise."""
+
+    id: str
+    balance: int
+    allow_negative: bool = False
+
+
+@dataclass(frozen=True)
+class History:
+    """A transaction with every state it went through, oldest first."""
+
+    transaction: Transaction
+    events: tuple[TransactionEvent, ...]
+
+    def __post_init__(self) -> None:
+        if any(e.reference != self.transaction.reference for e in self.events):
+            raise ValueError("an event names another transaction")
+
+
+Record = (
+    MetaValue | User | Account | Device | TaskerGateway | History | LedgerEntry | InboundRecord
+    | FrameRecord | OutboundSms | Job | ProviderEvent | StaffMember | ApiToken | AuditEntry
+)  # fmt: skip
+RECORDS: dict[str, type[Record]] = {
+    "meta": MetaValue,
+    "users": User,
+    "accounts": Account,
+    "devices": Device,
+    "tasker_gateways": TaskerGateway,
+    "transactions": History,
+    "ledger_entries": LedgerEntry,
+    "inbound_sms": InboundRecord,
+    "frames": FrameRecord,
+    "outbox_sms": OutboundSms,
+    "jobs": Job,
+    "provider_events": ProviderEvent,
+    "staff": StaffMember,  # support staff: their tokens (hashed) and the audit log follow
+    "api_tokens": ApiToken,
+    "audit_log": AuditEntry,
+}
+# Tables that need not travel: rate-limit buckets refill by themselves on the target.
+NOT_EXPORTED = frozenset({"rate_buckets", "rate_windows"})
+KINDS = tuple(RECORDS)  # the order of the file, and of the import (records before referrers)
+# the kinds kept by the staff part of each backend
+STAFF_KINDS = ("staff", "api_tokens", "audit_log")

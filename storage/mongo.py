@@ -41,24 +41,29 @@ from storage.errors import (
     UnbalancedEntry,
 )
 from storage.models import (
+    KINDS,
+    RECORDS,
+    Account,
     Device,
     FrameRecord,
+    History,
     InboundRecord,
     Job,
     JobStatus,
     LedgerEntry,
+    MetaValue,
     OutboundSms,
     Posting,
     ProviderEvent,
+    Record,
     TaskerGateway,
     Transaction,
-    TxEvent,
-    TxKind,
-    TxState,
+    TransactionEvent,
+    TransactionKind,
+    TransactionState,
     User,
 )
 from storage.mongo_staff import STAFF_INDEXES, STAFF_KINDS, MongoStaffMixin
-from storage.transfer import KINDS, RECORDS, Account, History, MetaValue, Record
 
 T = TypeVar("T")
 DEFAULT_DATABASE = "smspay"
@@ -116,8 +121,8 @@ def _bytes(value: Any) -> bytes:
     return bytes(value) if value is not None else b""
 
 
-class MongoTx(MongoStaffMixin):
-    """The contract's `Tx` over one database, inside a session's transaction (or none)."""
+class MongoUnitOfWork(MongoStaffMixin):
+    """The contract's `UnitOfWork` over one database, inside a session's transaction (or none)."""
 
     def __init__(self, db: Database[dict[str, Any]], session: ClientSession | None) -> None:
         self._db, self._s = db, session
@@ -354,8 +359,8 @@ class MongoTx(MongoStaffMixin):
             **{
                 **fields,
                 "reference": d["_id"],
-                "kind": TxKind(d["kind"]),
-                "state": TxState(d["state"]),
+                "kind": TransactionKind(d["kind"]),
+                "state": TransactionState(d["state"]),
             }
         )
 
@@ -369,7 +374,7 @@ class MongoTx(MongoStaffMixin):
         }
         self._insert("transactions", doc)
 
-    def set_state(self, reference: str, state: TxState, reason: str, at: float) -> None:
+    def set_state(self, reference: str, state: TransactionState, reason: str, at: float) -> None:
         self._update(
             "transactions",
             {"_id": reference},
@@ -383,10 +388,13 @@ class MongoTx(MongoStaffMixin):
         d = self._find("transactions", {"_id": reference})
         return self._txn(d) if d else None
 
-    def events(self, reference: str) -> list[TxEvent]:
+    def events(self, reference: str) -> list[TransactionEvent]:
         d = self._db.transactions.find_one({"_id": reference}, {"events": 1}, session=self._s)
         events = d["events"] if d else []
-        return [TxEvent(reference, TxState(e["state"]), e["reason"], e["at"]) for e in events]
+        return [
+            TransactionEvent(reference, TransactionState(e["state"]), e["reason"], e["at"])
+            for e in events
+        ]
 
     def debited_since(self, user_id: str, since: float) -> int:
         rows = list(
@@ -405,30 +413,6 @@ class MongoTx(MongoStaffMixin):
             )
         )
         return int(rows[0]["total"]) if rows else 0
-
-    def transactions(
-        self,
-        phone: str | None = None,
-        state: TxState | None = None,
-        limit: int = 50,
-        since: float | None = None,
-        until: float | None = None,
-    ) -> list[Transaction]:
-        query: dict[str, Any] = {}
-        if since is not None or until is not None:
-            window: dict[str, float] = {}
-            if since is not None:
-                window["$gte"] = since
-            if until is not None:
-                window["$lt"] = until
-            query["created_at"] = window
-        if phone:
-            query["$or"] = [{"payer_phone": phone}, {"payee": phone}]
-        if state:
-            query["state"] = state.value
-        docs = self._db.transactions.find(query, {"events": 0}, session=self._s)
-        ordered = docs.sort([("created_at", DESCENDING), ("_id", ASCENDING)])
-        return [self._txn(d) for d in ordered.limit(limit)]
 
     # outbox
     @staticmethod
@@ -727,7 +711,7 @@ class MongoTx(MongoStaffMixin):
             "transactions": lambda d: History(
                 self._txn(d),
                 tuple(
-                    TxEvent(d["_id"], TxState(e["state"]), e["reason"], e["at"])
+                    TransactionEvent(d["_id"], TransactionState(e["state"]), e["reason"], e["at"])
                     for e in d["events"]
                 ),
             ),
@@ -837,7 +821,7 @@ class MongoTx(MongoStaffMixin):
         if isinstance(r, ProviderEvent):
             return {**r.__dict__, "_id": f"{r.provider}:{r.event_id}"}
         if isinstance(r, OutboundSms):
-            return MongoTx._sms_doc(r)
+            return MongoUnitOfWork._sms_doc(r)
         raise TypeError(f"no document for {type(r).__name__}")
 
 
@@ -889,7 +873,7 @@ class MongoStore:
         except (ConnectionFailure, ServerSelectionTimeoutError) as exc:
             raise StoreUnavailable(f"MongoDB unreachable: {type(exc).__name__}") from exc
 
-    def atomic(self, fn: Callable[[MongoTx], T]) -> T:
+    def atomic(self, fn: Callable[[MongoUnitOfWork], T]) -> T:
         """Run `fn` in a majority-committed transaction, again on transient or duplicate errors."""
         self._check_ready()
         for attempt in range(DUPLICATE_RETRIES + 1):
@@ -902,11 +886,11 @@ class MongoStore:
                 raise StoreUnavailable(f"MongoDB refused the transaction: {exc.code}") from exc
         raise AssertionError("unreachable")
 
-    def _transaction(self, fn: Callable[[MongoTx], T]) -> T:
+    def _transaction(self, fn: Callable[[MongoUnitOfWork], T]) -> T:
         db = self.db
 
         def callback(session: ClientSession) -> T:
-            return fn(MongoTx(db, session))
+            return fn(MongoUnitOfWork(db, session))
 
         with db.client.start_session() as session:
             result: T = session.with_transaction(
@@ -916,14 +900,14 @@ class MongoStore:
             )
         return result
 
-    def read(self, fn: Callable[[MongoTx], T]) -> T:
+    def read(self, fn: Callable[[MongoUnitOfWork], T]) -> T:
         """Run `fn` in a snapshot session: every read sees one point in time (MongoDB 5.0+)."""
         self._check_ready()
         db = self.db
 
         def snapshot() -> T:
             with db.client.start_session(snapshot=True) as session:
-                return fn(MongoTx(db, session))
+                return fn(MongoUnitOfWork(db, session))
 
         try:
             return self._call(snapshot)

@@ -1,4 +1,4 @@
-"""MongoDB collections, indexes and queries for support staff (mixed into MongoTx)."""
+"""MongoDB collections, indexes and queries for support staff (mixed into MongoUnitOfWork)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from crypto.replay import ReplayWindow
-from storage.contract_staff import STAFF_KINDS
 from storage.errors import DuplicateKey, NotFound
 from storage.models import (
+    RECORDS,
+    STAFF_KINDS,
     ApiToken,
     AuditEntry,
     Device,
@@ -25,11 +26,10 @@ from storage.models import (
     StaffMember,
     StaffRole,
     Transaction,
-    TxGroup,
-    TxKind,
-    TxState,
+    TransactionGroup,
+    TransactionKind,
+    TransactionState,
 )
-from storage.transfer import RECORDS
 
 __all__ = ["STAFF_INDEXES", "STAFF_KINDS", "MongoStaffMixin"]
 
@@ -66,8 +66,8 @@ def _audit(d: dict[str, Any]) -> AuditEntry:
 
 def _txn(d: dict[str, Any]) -> Transaction:
     fields = {k: v for k, v in d.items() if k not in ("_id", "events")}
-    return Transaction(**{**fields, "reference": d["_id"], "kind": TxKind(d["kind"]),
-                          "state": TxState(d["state"])})  # fmt: skip
+    return Transaction(**{**fields, "reference": d["_id"], "kind": TransactionKind(d["kind"]),
+                          "state": TransactionState(d["state"])})  # fmt: skip
 
 
 def _sms(d: dict[str, Any]) -> OutboundSms:
@@ -177,7 +177,7 @@ class MongoStaffMixin:
     def search_transactions(
         self,
         phone: str | None = None,
-        state: TxState | None = None,
+        state: TransactionState | None = None,
         since: float | None = None,
         until: float | None = None,
         reference: str | None = None,
@@ -227,7 +227,7 @@ class MongoStaffMixin:
         return [_device(d) for d in docs.sort([("created_at", ASCENDING), ("_id", ASCENDING)])]
 
     # KPIs
-    def transaction_groups(self, since: float, until: float) -> list[TxGroup]:
+    def transaction_groups(self, since: float, until: float) -> list[TransactionGroup]:
         # a failure's reason up to its first ':' ("insufficient_funds", "rejected by staff")
         why = {
             "$cond": [
@@ -250,8 +250,8 @@ class MongoStaffMixin:
             session=self._s,
         )
         return [
-            TxGroup(
-                TxState(r["_id"]["state"]),
+            TransactionGroup(
+                TransactionState(r["_id"]["state"]),
                 r["_id"]["channel"],
                 r["_id"]["why"],
                 int(r["count"]),

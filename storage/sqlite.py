@@ -25,24 +25,29 @@ from storage.errors import (
     UnbalancedEntry,
 )
 from storage.models import (
+    KINDS,
+    RECORDS,
+    Account,
     Device,
     FrameRecord,
+    History,
     InboundRecord,
     Job,
     JobStatus,
     LedgerEntry,
+    MetaValue,
     OutboundSms,
     Posting,
     ProviderEvent,
+    Record,
     TaskerGateway,
     Transaction,
-    TxEvent,
-    TxKind,
-    TxState,
+    TransactionEvent,
+    TransactionKind,
+    TransactionState,
     User,
 )
 from storage.sqlite_staff import STAFF_KINDS, STAFF_SCHEMA, SqliteStaffMixin
-from storage.transfer import KINDS, RECORDS, Account, History, MetaValue, Record
 
 T = TypeVar("T")
 SCHEMA_VERSION = 1
@@ -145,8 +150,8 @@ def _window_bytes(window: ReplayWindow) -> bytes:
     return window.bitmap.to_bytes(8, "big")
 
 
-class SqliteTx(SqliteStaffMixin):
-    """The contract's `Tx` over one SQLite connection inside a transaction."""
+class SqliteUnitOfWork(SqliteStaffMixin):
+    """The contract's `UnitOfWork` over one SQLite connection inside a transaction."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._c = conn
@@ -353,13 +358,13 @@ class SqliteTx(SqliteStaffMixin):
         )  # fmt: skip
         self._event(txn.reference, txn.state, reason, txn.created_at)
 
-    def _event(self, reference: str, state: TxState, reason: str, at: float) -> None:
+    def _event(self, reference: str, state: TransactionState, reason: str, at: float) -> None:
         self._c.execute(
             "INSERT INTO transaction_events (reference, state, reason, at) VALUES (?, ?, ?, ?)",
             (reference, state.value, reason, at),
         )
 
-    def set_state(self, reference: str, state: TxState, reason: str, at: float) -> None:
+    def set_state(self, reference: str, state: TransactionState, reason: str, at: float) -> None:
         self._update(
             "UPDATE transactions SET state = ?, reason = ?, updated_at = ? WHERE reference = ?",
             state.value, reason, at, reference,
@@ -369,19 +374,21 @@ class SqliteTx(SqliteStaffMixin):
     @staticmethod
     def _txn(row: sqlite3.Row) -> Transaction:
         d = dict(row)
-        return Transaction(**{**d, "kind": TxKind(d["kind"]), "state": TxState(d["state"])})
+        return Transaction(
+            **{**d, "kind": TransactionKind(d["kind"]), "state": TransactionState(d["state"])}
+        )
 
     def get_transaction(self, reference: str) -> Transaction | None:
         row = self._one("SELECT * FROM transactions WHERE reference = ?", reference)
         return self._txn(row) if row else None
 
-    def events(self, reference: str) -> list[TxEvent]:
+    def events(self, reference: str) -> list[TransactionEvent]:
         rows = self._c.execute(
             "SELECT reference, state, reason, at FROM transaction_events WHERE reference = ?"
             " ORDER BY id",
             (reference,),
         )
-        return [TxEvent(r[0], TxState(r[1]), r[2], r[3]) for r in rows]
+        return [TransactionEvent(r[0], TransactionState(r[1]), r[2], r[3]) for r in rows]
 
     def debited_since(self, user_id: str, since: float) -> int:
         row = self._one(
@@ -390,30 +397,6 @@ class SqliteTx(SqliteStaffMixin):
             user_id, since,
         )  # fmt: skip
         return int(row[0]) if row else 0
-
-    def transactions(
-        self,
-        phone: str | None = None,
-        state: TxState | None = None,
-        limit: int = 50,
-        since: float | None = None,
-        until: float | None = None,
-    ) -> list[Transaction]:
-        sql, args = "SELECT * FROM transactions WHERE 1 = 1", list[Any]()
-        if since is not None:
-            sql += " AND created_at >= ?"
-            args.append(since)
-        if until is not None:
-            sql += " AND created_at < ?"
-            args.append(until)
-        if phone:
-            sql += " AND (payer_phone = ? OR payee = ?)"
-            args += [phone, phone]
-        if state:
-            sql += " AND state = ?"
-            args.append(state.value)
-        rows = self._c.execute(sql + " ORDER BY created_at DESC, reference LIMIT ?", (*args, limit))
-        return [self._txn(r) for r in rows]
 
     # outbox
     @staticmethod
@@ -757,16 +740,16 @@ class SqliteStore:
             self.init()
         return conn
 
-    def _run(self, begin: str, fn: Callable[[SqliteTx], T]) -> T:
+    def _run(self, begin: str, fn: Callable[[SqliteUnitOfWork], T]) -> T:
         conn = self._connect()
         if conn.in_transaction:
-            raise RuntimeError("units of work do not nest; pass the caller's tx instead")
+            raise RuntimeError("units of work do not nest; pass the caller's uow instead")
         try:
             conn.execute(begin)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
         try:
-            result = fn(SqliteTx(conn))
+            result = fn(SqliteUnitOfWork(conn))
             conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
             conn.execute("ROLLBACK")
@@ -777,11 +760,11 @@ class SqliteStore:
             raise
         return result
 
-    def atomic(self, fn: Callable[[SqliteTx], T]) -> T:
+    def atomic(self, fn: Callable[[SqliteUnitOfWork], T]) -> T:
         """One write transaction under SQLite's write lock (BEGIN IMMEDIATE)."""
         return self._run("BEGIN IMMEDIATE", fn)
 
-    def read(self, fn: Callable[[SqliteTx], T]) -> T:
+    def read(self, fn: Callable[[SqliteUnitOfWork], T]) -> T:
         """A read-only snapshot (WAL readers do not block writers)."""
         return self._run("BEGIN DEFERRED", fn)
 
@@ -805,7 +788,7 @@ class SqliteStore:
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the file can be read."""
-        self.read(lambda tx: tx.get_meta("schema_version"))
+        self.read(lambda uow: uow.get_meta("schema_version"))
 
     def close(self) -> None:
         """Close this thread's connection."""

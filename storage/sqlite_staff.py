@@ -1,4 +1,4 @@
-"""SQLite tables and queries for support staff (mixed into SqliteTx)."""
+"""SQLite tables and queries for support staff (mixed into SqliteUnitOfWork)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from crypto.replay import ReplayWindow
-from storage.contract_staff import STAFF_KINDS
 from storage.errors import DuplicateKey, NotFound
 from storage.models import (
+    RECORDS,
+    STAFF_KINDS,
     ApiToken,
     AuditEntry,
     Device,
@@ -22,11 +23,10 @@ from storage.models import (
     StaffMember,
     StaffRole,
     Transaction,
-    TxGroup,
-    TxKind,
-    TxState,
+    TransactionGroup,
+    TransactionKind,
+    TransactionState,
 )
-from storage.transfer import RECORDS
 
 __all__ = ["STAFF_KINDS", "STAFF_SCHEMA", "SqliteStaffMixin"]
 
@@ -64,7 +64,9 @@ def _staff(row: sqlite3.Row) -> StaffMember:
 
 def _txn(row: sqlite3.Row) -> Transaction:
     d = dict(row)
-    return Transaction(**{**d, "kind": TxKind(d["kind"]), "state": TxState(d["state"])})
+    return Transaction(
+        **{**d, "kind": TransactionKind(d["kind"]), "state": TransactionState(d["state"])}
+    )
 
 
 def _sms(row: sqlite3.Row) -> OutboundSms:
@@ -182,7 +184,7 @@ class SqliteStaffMixin:
     def search_transactions(
         self,
         phone: str | None = None,
-        state: TxState | None = None,
+        state: TransactionState | None = None,
         since: float | None = None,
         until: float | None = None,
         reference: str | None = None,
@@ -241,7 +243,7 @@ class SqliteStaffMixin:
         return [_device(r) for r in rows]
 
     # KPIs
-    def transaction_groups(self, since: float, until: float) -> list[TxGroup]:
+    def transaction_groups(self, since: float, until: float) -> list[TransactionGroup]:
         # a failure's reason up to its first ':' ("insufficient_funds", "rejected by staff")
         rows = self._c.execute(
             "SELECT state, channel, CASE WHEN state = 'FAILED'"
@@ -250,7 +252,7 @@ class SqliteStaffMixin:
             " WHERE created_at >= ? AND created_at < ? GROUP BY state, channel, why",
             (since, until),
         )
-        return [TxGroup(TxState(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+        return [TransactionGroup(TransactionState(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
     def settle_seconds(self, since: float, until: float, limit: int) -> list[float]:
         rows = self._c.execute(

@@ -2,8 +2,8 @@
 
 The file is a header line (format, version, records per kind, sum of all balances), then one line
 per record, `{"kind": ..., "record": {...}}`, kinds in the order of `KINDS`. A record's shape is its
-dataclass (storage/models.py, or the three below) field by field: bytes in base64, enums as their
-value. Both backends dump and load these dataclasses, so the shape is defined here once.
+dataclass in storage/models.py, field by field: bytes in base64, enums as their
+value. Every backend dumps and loads those dataclasses; this module defines the file around them.
 
 Secrets stay wrapped exactly as stored. The master key is not in the file: the target must run
 with the same master key (SMSPAY_MASTER_KEY, or the same DATA_DIR/master.key).
@@ -21,88 +21,32 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from itertools import groupby, islice
-from typing import IO, TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
+from typing import IO, Any, Union, get_args, get_origin, get_type_hints
 
+from storage.contract import Store, UnitOfWork
 from storage.errors import StoreError
 from storage.models import (
+    BACKEND_META,
+    KINDS,
+    RECORDS,
+    Account,
     ApiToken,
     AuditEntry,
     Device,
     FrameRecord,
+    History,
     InboundRecord,
-    Job,
     LedgerEntry,
-    OutboundSms,
-    ProviderEvent,
+    MetaValue,
+    Record,
     StaffMember,
     TaskerGateway,
-    Transaction,
-    TxEvent,
     User,
 )
 
-if TYPE_CHECKING:
-    from storage.contract import Store, Tx
-
 FORMAT, VERSION = "smspay-export", 1
 BATCH = 500  # records per unit of work on import
-BACKEND_META = frozenset({"schema_version"})  # each backend keeps its own; never exported
 SECRETS_NOTE = "secrets are wrapped under the source's master key, which is not in this file"
-
-
-@dataclass(frozen=True)
-class MetaValue:
-    """A small named value, e.g. the wrapped PIN key."""
-
-    key: str
-    value: bytes = field(repr=False)
-
-
-@dataclass(frozen=True)
-class Account:
-    """A ledger account with its balance in paise."""
-
-    id: str
-    balance: int
-    allow_negative: bool = False
-
-
-@dataclass(frozen=True)
-class History:
-    """A transaction with every state it went through, oldest first."""
-
-    transaction: Transaction
-    events: tuple[TxEvent, ...]
-
-    def __post_init__(self) -> None:
-        if any(e.reference != self.transaction.reference for e in self.events):
-            raise ValueError("an event names another transaction")
-
-
-Record = (
-    MetaValue | User | Account | Device | TaskerGateway | History | LedgerEntry | InboundRecord
-    | FrameRecord | OutboundSms | Job | ProviderEvent | StaffMember | ApiToken | AuditEntry
-)  # fmt: skip
-RECORDS: dict[str, type[Record]] = {
-    "meta": MetaValue,
-    "users": User,
-    "accounts": Account,
-    "devices": Device,
-    "tasker_gateways": TaskerGateway,
-    "transactions": History,
-    "ledger_entries": LedgerEntry,
-    "inbound_sms": InboundRecord,
-    "frames": FrameRecord,
-    "outbox_sms": OutboundSms,
-    "jobs": Job,
-    "provider_events": ProviderEvent,
-    "staff": StaffMember,  # support staff: their tokens (hashed) and the audit log follow
-    "api_tokens": ApiToken,
-    "audit_log": AuditEntry,
-}
-# Tables that need not travel: rate-limit buckets refill by themselves on the target.
-NOT_EXPORTED = frozenset({"rate_buckets", "rate_windows"})
-KINDS = tuple(RECORDS)  # the order of the file, and of the import (records before referrers)
 
 
 class TransferError(StoreError):
@@ -279,24 +223,24 @@ def read_export(lines: Iterable[str]) -> tuple[Summary, Iterator[tuple[str, Reco
 # export
 
 
-def export_records(tx: Tx) -> Iterator[tuple[str, Record]]:
+def export_records(uow: UnitOfWork) -> Iterator[tuple[str, Record]]:
     """Every record of the store, kind by kind in `KINDS` order (backend bookkeeping left out)."""
     for kind in KINDS:
-        for record in tx.dump(kind):
+        for record in uow.dump(kind):
             if not (isinstance(record, MetaValue) and record.key in BACKEND_META):
                 yield kind, record
 
 
-def summarize(tx: Tx) -> Summary:
+def summarize(uow: UnitOfWork) -> Summary:
     """Records per kind (as exported) and the sum of all balances."""
-    meta = len(export_meta(tx))
-    counts = {kind: meta if kind == "meta" else tx.count(kind) for kind in KINDS}
-    return Summary(counts, tx.total_balance())
+    meta = len(export_meta(uow))
+    counts = {kind: meta if kind == "meta" else uow.count(kind) for kind in KINDS}
+    return Summary(counts, uow.total_balance())
 
 
-def export_meta(tx: Tx) -> dict[str, bytes]:
+def export_meta(uow: UnitOfWork) -> dict[str, bytes]:
     """The meta values that travel with an export."""
-    records = tx.dump("meta")
+    records = uow.dump("meta")
     return {
         r.key: r.value for r in records if isinstance(r, MetaValue) and r.key not in BACKEND_META
     }
@@ -305,11 +249,11 @@ def export_meta(tx: Tx) -> dict[str, bytes]:
 def write_export(store: Store, out: IO[str]) -> Summary:
     """Write the header and every record in one read of the store; returns the header."""
 
-    def unit(tx: Tx) -> Summary:
-        summary = summarize(tx)
+    def unit(uow: UnitOfWork) -> Summary:
+        summary = summarize(uow)
         out.write(header_line(summary))
         counts, total = dict.fromkeys(KINDS, 0), 0
-        for kind, record in export_records(tx):
+        for kind, record in export_records(uow):
             out.write(record_line(kind, record))
             counts[kind] += 1
             total += record.balance if isinstance(record, Account) else 0
@@ -418,7 +362,7 @@ def scan(lines: Iterable[str], check: Callable[[Record], None] | None = None) ->
 
 def ensure_empty(store: Store) -> None:
     """Refuse a target that holds anything but meta values (db init writes some)."""
-    counts = store.read(lambda tx: {kind: tx.count(kind) for kind in KINDS if kind != "meta"})
+    counts = store.read(lambda uow: {kind: uow.count(kind) for kind in KINDS if kind != "meta"})
     held = [f"{n} {kind}" for kind, n in counts.items() if n]
     if held:
         raise TargetNotEmpty(
@@ -427,7 +371,7 @@ def ensure_empty(store: Store) -> None:
 
 
 def _load(store: Store, kind: str, batch: list[Record]) -> None:
-    store.atomic(lambda tx: tx.load(kind, batch))
+    store.atomic(lambda uow: uow.load(kind, batch))
 
 
 def import_records(
@@ -462,10 +406,10 @@ def verify(store: Store, expected: Expected) -> list[str]:
     store may hold more (db init writes a PIN key of its own when the source had none yet).
     """
 
-    def read(tx: Tx) -> tuple[Summary, dict[str, int], dict[str, bytes]]:
-        accounts = tx.dump("accounts")
+    def read(uow: UnitOfWork) -> tuple[Summary, dict[str, int], dict[str, bytes]]:
+        accounts = uow.dump("accounts")
         balances = {a.id: a.balance for a in accounts if isinstance(a, Account)}
-        return summarize(tx), balances, export_meta(tx)
+        return summarize(uow), balances, export_meta(uow)
 
     found, balances, meta = store.read(read)
     want = expected.summary

@@ -103,14 +103,14 @@ class World:
         return Phone(phone, bundle.key_id, bundle.key, pin)
 
     def balance(self, phone: str) -> int:
-        def read(tx: Any) -> int:
-            user = tx.get_user_by_phone(phone)
-            return int(tx.balance(user.account))
+        def read(uow: Any) -> int:
+            user = uow.get_user_by_phone(phone)
+            return int(uow.balance(user.account))
 
         return self.svc.store.read(read)
 
     def total(self) -> int:
-        return self.svc.store.read(lambda tx: tx.total_balance())
+        return self.svc.store.read(lambda uow: uow.total_balance())
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from crypto.keys import PIN_KEY_LABEL, KeyRing, device_key_label, gateway_secret
 from crypto.keys import generate_key as new_key
 from crypto.pins import is_valid_pin, new_salt
 from sms.numbers import is_e164, mask_phone
-from storage.contract import Tx
+from storage.contract import UnitOfWork
 from storage.errors import DuplicateKey
 from storage.models import Device, TaskerGateway, User
 
@@ -32,19 +32,19 @@ def register_user(svc: Services, phone: str, name: str, pin: str) -> User:
         raise errors.InvalidInput("the name must be 1 to 100 characters")
     salt = new_salt()
 
-    def unit(tx: Tx) -> User:
-        if tx.get_user_by_phone(phone) is not None:
+    def unit(uow: UnitOfWork) -> User:
+        if uow.get_user_by_phone(phone) is not None:
             raise errors.UserExists(f"{mask_phone(phone)} is registered already")
         user = User(
             id="u_" + secrets.token_hex(8),
             phone=phone,
             name=name.strip(),
             pin_salt=salt,
-            pin_hash=svc.pins(tx).hash(pin, salt),
+            pin_hash=svc.pins(uow).hash(pin, salt),
             created_at=svc.clock.now(),
         )
-        tx.insert_user(user)
-        ensure_account(tx, user.account)
+        uow.insert_user(user)
+        ensure_account(uow, user.account)
         return user
 
     try:
@@ -78,17 +78,17 @@ def provision_device(svc: Services, phone: str) -> DeviceBundle:
     """Create a new device key for a user's phone; earlier devices of that user stop working."""
     key = new_key()
 
-    def unit(tx: Tx) -> DeviceBundle:
-        user = tx.get_user_by_phone(phone)
+    def unit(uow: UnitOfWork) -> DeviceBundle:
+        user = uow.get_user_by_phone(phone)
         if user is None:
             raise errors.UnknownUser(f"no user has the number {mask_phone(phone)}")
-        tx.deactivate_devices(user.id)
+        uow.deactivate_devices(user.id)
         while True:
             key_id = secrets.randbelow(2**32 - 1) + 1
-            if tx.get_device(key_id) is None:
+            if uow.get_device(key_id) is None:
                 break
         wrapped = svc.keyring.wrap(key, device_key_label(key_id))
-        tx.insert_device(Device(key_id, user.id, phone, wrapped, svc.clock.now()))
+        uow.insert_device(Device(key_id, user.id, phone, wrapped, svc.clock.now()))
         return DeviceBundle(phone, key_id, key, svc.settings.service_number)
 
     return svc.store.atomic(unit)
@@ -101,10 +101,10 @@ def add_tasker_gateway(svc: Services, gateway_id: str) -> str:
     secret = secrets.token_bytes(32)
     wrapped = svc.keyring.wrap(secret, gateway_secret_label(gateway_id))
 
-    def unit(tx: Tx) -> None:
-        if tx.get_gateway(gateway_id) is not None:
+    def unit(uow: UnitOfWork) -> None:
+        if uow.get_gateway(gateway_id) is not None:
             raise errors.GatewayExists(f"gateway {gateway_id} exists already")
-        tx.insert_gateway(TaskerGateway(gateway_id, wrapped, svc.clock.now()))
+        uow.insert_gateway(TaskerGateway(gateway_id, wrapped, svc.clock.now()))
 
     try:
         svc.store.atomic(unit)
@@ -115,7 +115,7 @@ def add_tasker_gateway(svc: Services, gateway_id: str) -> str:
 
 def tasker_secret(svc: Services, gateway_id: str) -> bytes | None:
     """The HMAC key of a registered Tasker phone, or None."""
-    gateway = svc.store.read(lambda tx: tx.get_gateway(gateway_id))
+    gateway = svc.store.read(lambda uow: uow.get_gateway(gateway_id))
     if gateway is None:
         return None
     secret = svc.keyring.unwrap(gateway.wrapped_secret, gateway_secret_label(gateway_id))
@@ -127,20 +127,20 @@ def rewrap_all(svc: Services, ring: KeyRing | None = None) -> int:
     """Re-wrap every stored secret under the ring's primary master key; returns how many moved."""
     ring = ring or svc.keyring
 
-    def unit(tx: Tx) -> int:
+    def unit(uow: UnitOfWork) -> int:
         moved = 0
-        for d in tx.devices():
+        for d in uow.devices():
             if not ring.is_current(d.wrapped_key):
-                tx.set_device_key(d.key_id, ring.rewrap(d.wrapped_key, device_key_label(d.key_id)))
+                uow.set_device_key(d.key_id, ring.rewrap(d.wrapped_key, device_key_label(d.key_id)))
                 moved += 1
-        for g in tx.gateways():
+        for g in uow.gateways():
             if not ring.is_current(g.wrapped_secret):
                 label = gateway_secret_label(g.id)
-                tx.set_gateway_secret(g.id, ring.rewrap(g.wrapped_secret, label))
+                uow.set_gateway_secret(g.id, ring.rewrap(g.wrapped_secret, label))
                 moved += 1
-        pin_key = tx.get_meta(PIN_KEY_LABEL)
+        pin_key = uow.get_meta(PIN_KEY_LABEL)
         if pin_key is not None and not ring.is_current(pin_key):
-            tx.set_meta(PIN_KEY_LABEL, ring.rewrap(pin_key, PIN_KEY_LABEL))
+            uow.set_meta(PIN_KEY_LABEL, ring.rewrap(pin_key, PIN_KEY_LABEL))
             moved += 1
         return moved
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sms.instructions import REFERENCE_ALPHABET, REFERENCE_LENGTH
-from storage.contract import Tx
+from storage.contract import UnitOfWork
 from storage.errors import NotFound
 
 
@@ -21,11 +21,11 @@ class Outcome:
     reference: str | None = None
 
 
-def new_reference(tx: Tx) -> str:
+def new_reference(uow: UnitOfWork) -> str:
     """A fresh, unambiguous 10-character transaction reference."""
     while True:
         ref = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
-        if tx.get_transaction(ref) is None:  # the primary key still guards a race
+        if uow.get_transaction(ref) is None:  # the primary key still guards a race
             return ref
 
 
@@ -40,9 +40,9 @@ def local_time(ts: float, tz: ZoneInfo) -> str:
     return datetime.fromtimestamp(ts, tz).strftime("%d %b %H:%M")
 
 
-def ensure_account(tx: Tx, account: str, allow_negative: bool = False) -> None:
+def ensure_account(uow: UnitOfWork, account: str, allow_negative: bool = False) -> None:
     """Create a ledger account if it does not exist yet."""
     try:
-        tx.balance(account)
+        uow.balance(account)
     except NotFound:
-        tx.create_account(account, allow_negative)
+        uow.create_account(account, allow_negative)

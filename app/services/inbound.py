@@ -24,7 +24,7 @@ from sms import replies
 from sms.inbound import InboundSms
 from sms.instructions import Balance, InvalidInstruction, Pay, Status, TopUp, parse
 from sms.numbers import mask_party, mask_phone
-from storage.contract import Tx
+from storage.contract import UnitOfWork
 from storage.models import Device, FrameRecord, InboundRecord, User
 
 log = logging.getLogger(__name__)
@@ -57,17 +57,17 @@ def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
         except InvalidMessage as exc:
             early = Outcome(f"undecodable:{exc.reason}", replies.UNREADABLE)
 
-    def unit(tx: Tx) -> SmsReply:
+    def unit(uow: UnitOfWork) -> SmsReply:
         if sms.provider_message_id:
-            prior = tx.find_inbound(sms.route.value, sms.provider_message_id)
+            prior = uow.find_inbound(sms.route.value, sms.provider_message_id)
             if prior is not None:  # the provider retried the same delivery
                 assert prior.id is not None
-                tx.count_redelivery(prior.id)
+                uow.count_redelivery(prior.id)
                 return SmsReply(prior.reply, sms.sender, "redelivered", prior.reference)
         if sms.gateway_id:
-            tx.touch_gateway(sms.gateway_id, sms.received_at)
-        outcome = early or _process_frame(svc, tx, sms, frame)  # type: ignore[arg-type]
-        tx.insert_inbound(
+            uow.touch_gateway(sms.gateway_id, sms.received_at)
+        outcome = early or _process_frame(svc, uow, sms, frame)  # type: ignore[arg-type]
+        uow.insert_inbound(
             InboundRecord(
                 route=sms.route.value,
                 sender=sms.sender,
@@ -94,12 +94,12 @@ def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
     return reply
 
 
-def _process_frame(svc: Services, tx: Tx, sms: InboundSms, frame: SealedFrame) -> Outcome:
+def _process_frame(svc: Services, uow: UnitOfWork, sms: InboundSms, frame: SealedFrame) -> Outcome:
     """Authenticate the frame against the sender's device, then run it once."""
-    user = tx.get_user_by_phone(sms.sender)
+    user = uow.get_user_by_phone(sms.sender)
     if user is None:
         return Outcome("unknown_sender", replies.UNKNOWN_SENDER)
-    device = tx.get_device(frame.key_id)
+    device = uow.get_device(frame.key_id)
     if device is None or not device.active:
         return Outcome("unknown_device", replies.UNREADABLE)
     if device.phone != sms.sender or device.user_id != user.id:
@@ -110,15 +110,15 @@ def _process_frame(svc: Services, tx: Tx, sms: InboundSms, frame: SealedFrame) -
     except InvalidMessage:
         return Outcome("bad_tag", replies.UNREADABLE)
 
-    seen = tx.find_frame(frame.key_id, frame.counter)
+    seen = uow.find_frame(frame.key_id, frame.counter)
     if seen is not None:  # the same SMS again, maybe through the other route
         return Outcome("duplicate", seen.reply, seen.reference)
     if device.window.check(frame.counter) is not Verdict.FRESH:
         return Outcome("replay", replies.REPLAYED)
     now = svc.clock.now()
-    tx.save_window(device.key_id, device.window.accept(frame.counter), now)
-    outcome = _execute(svc, tx, user, device, plaintext, sms.route.value, now)
-    tx.insert_frame(
+    uow.save_window(device.key_id, device.window.accept(frame.counter), now)
+    outcome = _execute(svc, uow, user, device, plaintext, sms.route.value, now)
+    uow.insert_frame(
         FrameRecord(
             frame.key_id, frame.counter, outcome.code, outcome.reply, now, outcome.reference
         )
@@ -127,7 +127,13 @@ def _process_frame(svc: Services, tx: Tx, sms: InboundSms, frame: SealedFrame) -
 
 
 def _execute(
-    svc: Services, tx: Tx, user: User, device: Device, plaintext: bytes, channel: str, now: float
+    svc: Services,
+    uow: UnitOfWork,
+    user: User,
+    device: Device,
+    plaintext: bytes,
+    channel: str,
+    now: float,
 ) -> Outcome:
     """Run one authenticated, fresh instruction."""
     try:
@@ -136,43 +142,43 @@ def _execute(
         log.info("instruction refused key_id=%s: %s", device.key_id, exc)
         return Outcome("not_understood", replies.NOT_UNDERSTOOD)
     if isinstance(instr, Status):
-        return _status(tx, user, instr.reference)
+        return _status(uow, user, instr.reference)
     max_age = svc.settings.instruction_max_age_seconds
     if max_age and now - instr.sent_at > max_age:
         return Outcome("expired", replies.EXPIRED)
     if isinstance(instr, TopUp):  # no money leaves the wallet: the device key is enough
-        return settlement.request_top_up(svc, tx, user, instr.amount, channel, now)
-    refused = _check_pin(svc, tx, user, instr.pin, now)
+        return settlement.request_top_up(svc, uow, user, instr.amount, channel, now)
+    refused = _check_pin(svc, uow, user, instr.pin, now)
     if refused is not None:
         return refused
     if isinstance(instr, Balance):
-        return Outcome("balance", replies.balance(tx.balance(user.account)))
+        return Outcome("balance", replies.balance(uow.balance(user.account)))
     assert isinstance(instr, Pay)
-    return payments.pay(svc, tx, user, instr, channel, now)
+    return payments.pay(svc, uow, user, instr, channel, now)
 
 
-def _check_pin(svc: Services, tx: Tx, user: User, pin: str, now: float) -> Outcome | None:
+def _check_pin(svc: Services, uow: UnitOfWork, user: User, pin: str, now: float) -> Outcome | None:
     """None when the PIN is right; otherwise record the attempt and say why not."""
     settings = svc.settings
     if user.locked_until is not None and user.locked_until > now:
         return Outcome("locked", replies.locked(local_time(user.locked_until, svc.tz)))
-    if svc.pins(tx).verify(pin, user.pin_salt, user.pin_hash):
+    if svc.pins(uow).verify(pin, user.pin_salt, user.pin_hash):
         if user.failed_pin_attempts or user.locked_until is not None:
-            tx.set_pin_state(user.id, 0, None)
+            uow.set_pin_state(user.id, 0, None)
         return None
     attempts = user.failed_pin_attempts + 1
     if attempts >= settings.pin_max_attempts:
         until = now + settings.pin_lock_seconds
-        tx.set_pin_state(user.id, 0, until)
+        uow.set_pin_state(user.id, 0, until)
         log.warning("user locked after %d wrong PINs phone=%s", attempts, mask_phone(user.phone))
         return Outcome("wrong_pin_locked", replies.locked(local_time(until, svc.tz)))
-    tx.set_pin_state(user.id, attempts, None)
+    uow.set_pin_state(user.id, attempts, None)
     return Outcome("wrong_pin", replies.wrong_pin(settings.pin_max_attempts - attempts))
 
 
-def _status(tx: Tx, user: User, reference: str) -> Outcome:
+def _status(uow: UnitOfWork, user: User, reference: str) -> Outcome:
     """STS: the state of one of the sender's own transactions."""
-    txn = tx.get_transaction(reference)
+    txn = uow.get_transaction(reference)
     if txn is None or user.id not in (txn.payer_id, txn.payee_id):
         return Outcome("status_not_found", replies.status_not_found(reference))
     outgoing = txn.payer_id == user.id

@@ -17,8 +17,8 @@ from datetime import date, datetime, timedelta
 from app.bootstrap import Services
 from crypto.replay import WINDOW_SIZE, ReplayWindow
 from sms.numbers import mask_phone
-from storage.contract import Tx
-from storage.models import TxGroup, TxState
+from storage.contract import UnitOfWork
+from storage.models import TransactionGroup, TransactionState
 
 DAYS = 7
 SETTLE_SAMPLE = 10_000
@@ -94,17 +94,17 @@ def percentile(values: list[float], p: float) -> float | None:
     return ordered[rank - 1]
 
 
-def _period(label: str, since: float, until: float, groups: list[TxGroup]) -> PeriodKpis:
+def _period(label: str, since: float, until: float, groups: list[TransactionGroup]) -> PeriodKpis:
     failures: Counter[str] = Counter()
     channels: Counter[str] = Counter()
     count = amount = succeeded = failed = 0
     for g in groups:
         count += g.count
         channels[g.channel.split(":")[0] or "other"] += g.count
-        if g.state is TxState.SUCCESS:
+        if g.state is TransactionState.SUCCESS:
             succeeded += g.count
             amount += g.amount
-        elif g.state is TxState.FAILED:
+        elif g.state is TransactionState.FAILED:
             failed += g.count
             failures[g.reason or "unknown"] += g.count
     finished = succeeded + failed
@@ -129,28 +129,28 @@ def dashboard(svc: Services) -> Kpis:
     today = datetime.fromtimestamp(now, svc.tz).date()
     starts = [_start(svc, today - timedelta(days=DAYS - 1 - i)) for i in range(DAYS + 1)]
 
-    def read(tx: Tx) -> Kpis:
+    def read(uow: UnitOfWork) -> Kpis:
         days, all_groups = [], []
         for i in range(DAYS):
-            groups = tx.transaction_groups(starts[i], starts[i + 1])
+            groups = uow.transaction_groups(starts[i], starts[i + 1])
             all_groups += groups
             label = datetime.fromtimestamp(starts[i], svc.tz).strftime("%a %d %b")
             days.append(_period(label, starts[i], starts[i + 1], groups))
         week = _period("last 7 days", starts[0], starts[-1], _merge(all_groups))
-        week = _with_times(week, tx.settle_seconds(starts[0], starts[-1], SETTLE_SAMPLE))
-        day = _with_times(days[-1], tx.settle_seconds(starts[-2], starts[-1], SETTLE_SAMPLE))
+        week = _with_times(week, uow.settle_seconds(starts[0], starts[-1], SETTLE_SAMPLE))
+        day = _with_times(days[-1], uow.settle_seconds(starts[-2], starts[-1], SETTLE_SAMPLE))
         tasker_quiet = settings.kpi_tasker_silent_minutes * 60
         gateways = [
             GatewayHealth(g.id, g.last_seen_at,
                           g.last_seen_at is None or now - g.last_seen_at > tasker_quiet)
-            for g in tx.gateways()
+            for g in uow.gateways()
         ]  # fmt: skip
         device_quiet = settings.kpi_device_silent_hours * 3600
         devices = [
             DeviceHealth(d.key_id, mask_phone(d.phone), d.window.highest, counter_gaps(d.window),
                          d.last_seen_at,
                          d.last_seen_at is not None and now - d.last_seen_at > device_quiet)
-            for d in tx.devices() if d.active
+            for d in uow.devices() if d.active
         ]  # fmt: skip
         flagged = [d for d in devices if d.gaps or d.silent]
         flagged.sort(key=lambda d: (not d.silent, -d.gaps, d.key_id))
@@ -167,9 +167,9 @@ def _start(svc: Services, day: date) -> float:
     return datetime(day.year, day.month, day.day, tzinfo=svc.tz).timestamp()
 
 
-def _merge(groups: list[TxGroup]) -> list[TxGroup]:
-    totals: dict[tuple[TxState, str, str], tuple[int, int]] = {}
+def _merge(groups: list[TransactionGroup]) -> list[TransactionGroup]:
+    totals: dict[tuple[TransactionState, str, str], tuple[int, int]] = {}
     for g in groups:
         count, amount = totals.get((g.state, g.channel, g.reason), (0, 0))
         totals[(g.state, g.channel, g.reason)] = (count + g.count, amount + g.amount)
-    return [TxGroup(s, c, r, n, a) for (s, c, r), (n, a) in totals.items()]
+    return [TransactionGroup(s, c, r, n, a) for (s, c, r), (n, a) in totals.items()]

@@ -15,7 +15,7 @@ from app.bootstrap import Services
 from app.worker import Retry
 from sms.channels import ChannelRejected, ChannelUnavailable, OutgoingSms
 from sms.numbers import mask_phone
-from storage.contract import Tx
+from storage.contract import UnitOfWork
 from storage.models import SMS_FINAL, Job, OutboundSms
 
 log = logging.getLogger(__name__)
@@ -40,18 +40,18 @@ LOOK_BACK_SECONDS = 300  # how far before our attempt to look for a message at t
 def run_sms_send(svc: Services, job: Job) -> Retry | None:
     """Worker: send one outbox SMS through the configured channel."""
     sms_id = job.payload["id"]
-    sms = svc.store.read(lambda tx: tx.get_sms(sms_id))
+    sms = svc.store.read(lambda uow: uow.get_sms(sms_id))
     if sms is None or sms.status not in ("pending", "sending"):
         return None
     now = svc.clock.now()
     if svc.settings.sms_channel == "tasker":
         if sms.channel != "tasker":  # the phones can lease it from now on
-            svc.store.atomic(lambda tx: tx.update_sms(sms_id, now, channel="tasker"))
+            svc.store.atomic(lambda uow: uow.update_sms(sms_id, now, channel="tasker"))
         return None
     channel = svc.sms_channel
     rate = svc.settings.twilio_messages_per_second if channel.name == "twilio" else 1000
     bucket = f"sms:{channel.name}"
-    if not svc.store.atomic(lambda tx: tx.take_tokens(bucket, rate, rate, 1, now)):
+    if not svc.store.atomic(lambda uow: uow.take_tokens(bucket, rate, rate, 1, now)):
         return Retry("rate limit", after=1 / rate, counts=False)
     message = OutgoingSms(sms_id, sms.to, sms.body)
     try:
@@ -78,17 +78,17 @@ def give_up_sms(svc: Services, job: Job, reason: str) -> None:
     """Its send job is dead: the SMS is failed (not left 'sending'), for support to see."""
     sms_id, now = job.payload["id"], svc.clock.now()
 
-    def unit(tx: Tx) -> None:
-        sms = tx.get_sms(sms_id)
+    def unit(uow: UnitOfWork) -> None:
+        sms = uow.get_sms(sms_id)
         if sms is not None and sms.status in ("pending", "sending"):
-            tx.update_sms(sms_id, now, status="failed", error=f"gave up: {reason}"[:200])
+            uow.update_sms(sms_id, now, status="failed", error=f"gave up: {reason}"[:200])
 
     svc.store.atomic(unit)
 
 
 def _mark(svc: Services, sms_id: str, **changes: object) -> None:
     now = svc.clock.now()
-    svc.store.atomic(lambda tx: tx.update_sms(sms_id, now, **changes))
+    svc.store.atomic(lambda uow: uow.update_sms(sms_id, now, **changes))
 
 
 def record_twilio_status(svc: Services, message_sid: str, status: str, error_code: str) -> bool:
@@ -96,13 +96,13 @@ def record_twilio_status(svc: Services, message_sid: str, status: str, error_cod
     ours = TWILIO_STATUS.get(status)
     now = svc.clock.now()
 
-    def unit(tx: Tx) -> bool:
-        sms = tx.find_sms_by_provider_id(message_sid)
+    def unit(uow: UnitOfWork) -> bool:
+        sms = uow.find_sms_by_provider_id(message_sid)
         if sms is None:
             return False
         if ours is not None and RANK[ours] > RANK.get(sms.status, 0):
             error = f"twilio {error_code}" if error_code else sms.error
-            tx.update_sms(sms.id or "", now, status=ours, error=error)
+            uow.update_sms(sms.id or "", now, status=ours, error=error)
         return True
 
     return svc.store.atomic(unit)
@@ -115,15 +115,15 @@ def lease_for_phone(svc: Services, gateway_id: str, want: int) -> list[OutboundS
         return []
     per_hour = settings.tasker_sms_per_hour
 
-    def unit(tx: Tx) -> list[OutboundSms]:
-        tx.touch_gateway(gateway_id, now)  # a poll is also the phone's heartbeat
+    def unit(uow: UnitOfWork) -> list[OutboundSms]:
+        uow.touch_gateway(gateway_id, now)  # a poll is also the phone's heartbeat
         window = f"tasker:{gateway_id}"  # at most N in any hour, as Android counts them
-        budget = tx.take_in_window(window, per_hour, 3600, want, now)
-        leased = tx.lease_sms(
+        budget = uow.take_in_window(window, per_hour, 3600, want, now)
+        leased = uow.lease_sms(
             gateway_id, now, settings.tasker_lease_seconds, budget, settings.tasker_max_attempts
         )
         if unused := budget - len(leased):  # give back what there was nothing to send with
-            tx.take_in_window(window, per_hour, 3600, -unused, now)
+            uow.take_in_window(window, per_hour, 3600, -unused, now)
         return leased
 
     return svc.store.atomic(unit)
@@ -145,8 +145,8 @@ def ack_from_phone(svc: Services, gateway_id: str, sms_id: str, sent: bool, reas
     """A Tasker phone reports one SMS sent or failed; a failure is offered again, up to a limit."""
     now = svc.clock.now()
 
-    def unit(tx: Tx) -> str:
-        sms = tx.get_sms(sms_id)
+    def unit(uow: UnitOfWork) -> str:
+        sms = uow.get_sms(sms_id)
         if sms is None or sms.channel != "tasker":
             raise UnknownSms("no such message")
         if sms.lease_gateway != gateway_id:  # before the repeat check: only the holder repeats
@@ -156,14 +156,14 @@ def ack_from_phone(svc: Services, gateway_id: str, sms_id: str, sent: bool, reas
         if sms.status != "sending":
             raise NotHeld("this phone does not hold the message")
         if sent:
-            tx.update_sms(
+            uow.update_sms(
                 sms_id, now, status="sent", provider_id=f"tasker:{gateway_id}", lease_until=None
             )
             return "sent"
         if sms.attempts >= svc.settings.tasker_max_attempts:
-            tx.update_sms(sms_id, now, status="failed", error=reason[:200], lease_until=None)
+            uow.update_sms(sms_id, now, status="failed", error=reason[:200], lease_until=None)
             return "failed"
-        tx.update_sms(
+        uow.update_sms(
             sms_id, now, status="pending", error=reason[:200], lease_gateway=None, lease_until=None
         )
         return "pending"

@@ -13,30 +13,32 @@ from app.services.common import Outcome, ensure_account, new_reference, start_of
 from sms import replies
 from sms.instructions import MAX_AMOUNT_PAISE, Pay
 from sms.numbers import is_vpa, mask_party, mask_phone
-from storage.contract import Tx
+from storage.contract import UnitOfWork
 from storage.models import (
     CASH_IN_ACCOUNT,
     OutboundSms,
     Posting,
     Transaction,
-    TxKind,
-    TxState,
+    TransactionKind,
+    TransactionState,
     User,
 )
 
 
-def pay(svc: Services, tx: Tx, payer: User, instr: Pay, channel: str, now: float) -> Outcome:
+def pay(
+    svc: Services, uow: UnitOfWork, payer: User, instr: Pay, channel: str, now: float
+) -> Outcome:
     """Transfer `instr.amount` from the payer's wallet to a registered payee's wallet."""
     settings = svc.settings
-    spent_today = tx.debited_since(payer.id, start_of_day(now, svc.tz))
-    ref = new_reference(tx)
+    spent_today = uow.debited_since(payer.id, start_of_day(now, svc.tz))
+    ref = new_reference(uow)
     payout = is_vpa(instr.payee)
-    payee_user = None if payout else tx.get_user_by_phone(instr.payee)
+    payee_user = None if payout else uow.get_user_by_phone(instr.payee)
     txn = Transaction(
         reference=ref,
-        kind=TxKind.PAYOUT if payout else TxKind.TRANSFER,
+        kind=TransactionKind.PAYOUT if payout else TransactionKind.TRANSFER,
         amount=instr.amount,
-        state=TxState.PENDING,
+        state=TransactionState.PENDING,
         created_at=now,
         updated_at=now,
         payer_id=payer.id,
@@ -46,11 +48,11 @@ def pay(svc: Services, tx: Tx, payer: User, instr: Pay, channel: str, now: float
         note=instr.note,
         channel=channel,
     )
-    tx.insert_transaction(txn, "instruction accepted")
+    uow.insert_transaction(txn, "instruction accepted")
 
     def refuse(code: str, reason: str) -> Outcome:
-        tx.set_state(ref, TxState.FAILED, code, now)
-        balance = tx.balance(payer.account)
+        uow.set_state(ref, TransactionState.FAILED, code, now)
+        balance = uow.balance(payer.account)
         text = replies.payment_failed(instr.amount, mask_party(instr.payee), reason, ref, balance)
         return Outcome(f"refused:{code}", text, ref)
 
@@ -65,18 +67,18 @@ def pay(svc: Services, tx: Tx, payer: User, instr: Pay, channel: str, now: float
     if spent_today + instr.amount > settings.limit_per_day_paise:
         left = max(0, settings.limit_per_day_paise - spent_today)
         return refuse("over_daily_limit", replies.over_daily_limit(left))
-    if tx.balance(payer.account) < instr.amount:
+    if uow.balance(payer.account) < instr.amount:
         return refuse("insufficient_funds", replies.INSUFFICIENT_FUNDS)
     if payout:
-        return settlement.start_payout(svc, tx, txn, payer, now)
+        return settlement.start_payout(svc, uow, txn, payer, now)
     assert payee_user is not None
 
-    tx.post_entry(
+    uow.post_entry(
         ref, [Posting(payer.account, -instr.amount), Posting(payee_user.account, instr.amount)], now
     )
-    tx.set_state(ref, TxState.SUCCESS, "ledger entry posted", now)
-    payee_balance = tx.balance(payee_user.account)
-    tx.enqueue_sms(
+    uow.set_state(ref, TransactionState.SUCCESS, "ledger entry posted", now)
+    payee_balance = uow.balance(payee_user.account)
+    uow.enqueue_sms(
         OutboundSms(
             to=payee_user.phone,
             body=replies.received(instr.amount, mask_phone(payer.phone), ref, payee_balance),
@@ -84,17 +86,17 @@ def pay(svc: Services, tx: Tx, payer: User, instr: Pay, channel: str, now: float
             reference=ref,
         )
     )
-    text = replies.paid(instr.amount, mask_phone(payee_user.phone), ref, tx.balance(payer.account))
+    text = replies.paid(instr.amount, mask_phone(payee_user.phone), ref, uow.balance(payer.account))
     return Outcome("paid", text, ref)
 
 
 def credit_wallet(svc: Services, phone: str, amount: int, reason: str, actor: str) -> Transaction:
     """Cash-in: an agent took cash and credits the wallet (against the cash-in account)."""
-    return svc.store.atomic(lambda tx: credit_wallet_in(svc, tx, phone, amount, reason, actor))
+    return svc.store.atomic(lambda uow: credit_wallet_in(svc, uow, phone, amount, reason, actor))
 
 
 def credit_wallet_in(
-    svc: Services, tx: Tx, phone: str, amount: int, reason: str, actor: str
+    svc: Services, uow: UnitOfWork, phone: str, amount: int, reason: str, actor: str
 ) -> Transaction:
     """`credit_wallet` inside the caller's unit of work (a staff credit audits in the same one)."""
     if not 0 < amount <= MAX_AMOUNT_PAISE:
@@ -102,16 +104,16 @@ def credit_wallet_in(
     if not reason.strip():
         raise errors.InvalidInput("a credit needs a reason")
     now = svc.clock.now()
-    user = tx.get_user_by_phone(phone)
+    user = uow.get_user_by_phone(phone)
     if user is None:
         raise errors.UnknownUser(f"no user has the number {mask_phone(phone)}")
-    ensure_account(tx, CASH_IN_ACCOUNT, allow_negative=True)
-    ref = new_reference(tx)
+    ensure_account(uow, CASH_IN_ACCOUNT, allow_negative=True)
+    ref = new_reference(uow)
     txn = Transaction(
         reference=ref,
-        kind=TxKind.CASH_IN,
+        kind=TransactionKind.CASH_IN,
         amount=amount,
-        state=TxState.PENDING,
+        state=TransactionState.PENDING,
         created_at=now,
         updated_at=now,
         payee_id=user.id,
@@ -119,11 +121,11 @@ def credit_wallet_in(
         note=reason.strip()[:200],
         channel=actor,
     )
-    tx.insert_transaction(txn, f"credit by {actor}")
-    tx.post_entry(ref, [Posting(CASH_IN_ACCOUNT, -amount), Posting(user.account, amount)], now)
-    tx.set_state(ref, TxState.SUCCESS, "ledger entry posted", now)
-    balance = tx.balance(user.account)
-    tx.enqueue_sms(OutboundSms(user.phone, replies.credited(amount, ref, balance), now, ref))
-    final = tx.get_transaction(ref)
+    uow.insert_transaction(txn, f"credit by {actor}")
+    uow.post_entry(ref, [Posting(CASH_IN_ACCOUNT, -amount), Posting(user.account, amount)], now)
+    uow.set_state(ref, TransactionState.SUCCESS, "ledger entry posted", now)
+    balance = uow.balance(user.account)
+    uow.enqueue_sms(OutboundSms(user.phone, replies.credited(amount, ref, balance), now, ref))
+    final = uow.get_transaction(ref)
     assert final is not None
     return final

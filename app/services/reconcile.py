@@ -9,14 +9,14 @@ from typing import Any
 
 from app.bootstrap import Services
 from gateway_clients.base import GatewayUnavailable, PayoutStatus
-from storage.models import TxKind, TxState
+from storage.models import TransactionKind, TransactionState
 
 # what the gateway may say of a payout in each of our states without it being a mismatch
-AGREES: dict[TxState, set[PayoutStatus | None]] = {
-    TxState.PENDING: {None, PayoutStatus.PROCESSING},
-    TxState.PROCESSING: {PayoutStatus.PROCESSING},
-    TxState.SUCCESS: {PayoutStatus.PROCESSED},
-    TxState.FAILED: {None, PayoutStatus.FAILED, PayoutStatus.REVERSED},
+AGREES: dict[TransactionState, set[PayoutStatus | None]] = {
+    TransactionState.PENDING: {None, PayoutStatus.PROCESSING},
+    TransactionState.PROCESSING: {PayoutStatus.PROCESSING},
+    TransactionState.SUCCESS: {PayoutStatus.PROCESSED},
+    TransactionState.FAILED: {None, PayoutStatus.FAILED, PayoutStatus.REVERSED},
 }
 MAX_PER_DAY = 100_000
 
@@ -31,12 +31,12 @@ def _unknown_to_us(svc: Services, ours: set[str], since: int, until: int) -> lis
         return []
     strangers = [p for p in theirs if p.reference not in ours]
     known = svc.store.read(
-        lambda tx: {p.reference: tx.get_transaction(p.reference) for p in strangers}
+        lambda uow: {p.reference: uow.get_transaction(p.reference) for p in strangers}
     )
     missing = []
     for payout in strangers:
         txn = known[payout.reference]
-        if txn is None or txn.kind is not TxKind.PAYOUT:
+        if txn is None or txn.kind is not TransactionKind.PAYOUT:
             missing.append(
                 {
                     "reference": payout.reference or "-",
@@ -55,9 +55,11 @@ def reconcile_day(
     """Check every payout made on a local day; store and return the report."""
     start = datetime.combine(day, time.min, svc.tz)
     since, until = start.timestamp(), (start + timedelta(days=1)).timestamp()
-    txns = svc.store.read(lambda tx: tx.transactions(limit=MAX_PER_DAY, since=since, until=until))
-    payouts = [t for t in txns if t.kind is TxKind.PAYOUT]
-    top_ups = [t for t in txns if t.kind is TxKind.TOP_UP]
+    txns = svc.store.read(
+        lambda uow: uow.search_transactions(limit=MAX_PER_DAY, since=since, until=until)
+    )
+    payouts = [t for t in txns if t.kind is TransactionKind.PAYOUT]
+    top_ups = [t for t in txns if t.kind is TransactionKind.TOP_UP]
     mismatches: list[dict[str, Any]] = []
     for done, txn in enumerate(payouts, 1):
         try:
@@ -91,10 +93,10 @@ def reconcile_day(
         "date": day.isoformat(),
         "gateway": svc.gateway.name,
         "checked": len(payouts),
-        "top_ups": {s.value: sum(1 for t in top_ups if t.state is s) for s in TxState},
+        "top_ups": {s.value: sum(1 for t in top_ups if t.state is s) for s in TransactionState},
         "mismatches": mismatches,
         "at": svc.clock.now(),
     }
     body = json.dumps(report, sort_keys=True).encode()
-    svc.store.atomic(lambda tx: tx.set_meta(f"reconcile:{day.isoformat()}", body))
+    svc.store.atomic(lambda uow: uow.set_meta(f"reconcile:{day.isoformat()}", body))
     return report

@@ -16,7 +16,7 @@ from app.services.staff import audit, check_reason, require_admin
 from app.services.support import UnknownTransaction
 from sms import replies
 from sms.numbers import mask_party, mask_phone
-from storage.contract import Tx
+from storage.contract import UnitOfWork
 from storage.models import (
     HELD_ACCOUNT,
     PAYOUTS_IN_FLIGHT_ACCOUNT,
@@ -24,8 +24,8 @@ from storage.models import (
     Posting,
     StaffMember,
     Transaction,
-    TxKind,
-    TxState,
+    TransactionKind,
+    TransactionState,
     User,
     user_account,
 )
@@ -35,17 +35,17 @@ class WrongState(ServiceError):
     """The transaction or user is not in a state that allows the action."""
 
 
-def hold(tx: Tx, txn: Transaction, reason: str, now: float) -> None:
+def hold(uow: UnitOfWork, txn: Transaction, reason: str, now: float) -> None:
     """Debit the payer into the held account and mark the payment FLAGGED (caller's unit of
     work; the risk rules call this instead of completing the payment)."""
     assert txn.payer_id is not None
-    ensure_account(tx, HELD_ACCOUNT)
-    tx.post_entry(
+    ensure_account(uow, HELD_ACCOUNT)
+    uow.post_entry(
         txn.reference,
         [Posting(user_account(txn.payer_id), -txn.amount), Posting(HELD_ACCOUNT, txn.amount)],
         now,
     )
-    tx.set_state(txn.reference, TxState.FLAGGED, reason, now)
+    uow.set_state(txn.reference, TransactionState.FLAGGED, reason, now)
 
 
 def hold_payment(
@@ -53,43 +53,44 @@ def hold_payment(
 ) -> Transaction:
     """A wallet-to-wallet payment held for review (what the risk rules will produce)."""
 
-    def unit(tx: Tx) -> Transaction:
+    def unit(uow: UnitOfWork) -> Transaction:
         now = svc.clock.now()
-        payer, payee = tx.get_user_by_phone(payer_phone), tx.get_user_by_phone(payee_phone)
+        payer, payee = uow.get_user_by_phone(payer_phone), uow.get_user_by_phone(payee_phone)
         if payer is None or payee is None:
             raise UnknownUser("payer and payee must be registered")
         txn = Transaction(
-            new_reference(tx), TxKind.TRANSFER, amount, TxState.PENDING, now, now,
+            new_reference(uow), TransactionKind.TRANSFER, amount, TransactionState.PENDING,
+            now, now,
             payer_id=payer.id, payer_phone=payer.phone, payee_id=payee.id, payee=payee.phone,
             channel="risk",
         )  # fmt: skip
-        tx.insert_transaction(txn, "instruction accepted")
-        hold(tx, txn, reason, now)
-        held = tx.get_transaction(txn.reference)
+        uow.insert_transaction(txn, "instruction accepted")
+        hold(uow, txn, reason, now)
+        held = uow.get_transaction(txn.reference)
         assert held is not None
         return held
 
     return svc.store.atomic(unit)
 
 
-def _transaction(tx: Tx, reference: str) -> Transaction:
-    txn = tx.get_transaction(reference.strip().upper())
+def _transaction(uow: UnitOfWork, reference: str) -> Transaction:
+    txn = uow.get_transaction(reference.strip().upper())
     if txn is None:
         raise UnknownTransaction(f"no transaction {reference.strip().upper()}")
     return txn
 
 
-def _flagged(tx: Tx, reference: str) -> Transaction:
-    txn = _transaction(tx, reference)
-    if txn.state is not TxState.FLAGGED:
+def _flagged(uow: UnitOfWork, reference: str) -> Transaction:
+    txn = _transaction(uow, reference)
+    if txn.state is not TransactionState.FLAGGED:
         raise WrongState(f"{txn.reference} is {txn.state.value}, not FLAGGED")
     if txn.payer_id is None or txn.payer_phone is None:
         raise WrongState(f"{txn.reference} has no payer to hold money for")
     return txn
 
 
-def _done(tx: Tx, reference: str) -> Transaction:
-    final = tx.get_transaction(reference)
+def _done(uow: UnitOfWork, reference: str) -> Transaction:
+    final = uow.get_transaction(reference)
     assert final is not None
     return final
 
@@ -99,35 +100,35 @@ def approve(svc: Services, staff: StaffMember, reference: str, reason: str) -> T
     require_admin(staff)
     why = check_reason(reason)
 
-    def unit(tx: Tx) -> Transaction:
+    def unit(uow: UnitOfWork) -> Transaction:
         now = svc.clock.now()
-        txn = _flagged(tx, reference)
+        txn = _flagged(uow, reference)
         ref, amount, payer = txn.reference, txn.amount, user_account(txn.payer_id or "")
         note = f"approved by staff:{staff.name}: {why}"[:300]
-        if txn.kind is TxKind.PAYOUT:
-            ensure_account(tx, PAYOUTS_IN_FLIGHT_ACCOUNT)
-            tx.post_entry(
+        if txn.kind is TransactionKind.PAYOUT:
+            ensure_account(uow, PAYOUTS_IN_FLIGHT_ACCOUNT)
+            uow.post_entry(
                 ref, [Posting(HELD_ACCOUNT, -amount), Posting(PAYOUTS_IN_FLIGHT_ACCOUNT, amount)],
                 now,
             )  # fmt: skip
-            tx.set_state(ref, TxState.PENDING, note + "; payout queued", now)
-            tx.enqueue_job("payout.create", f"payout.create:{ref}", {"reference": ref}, now, now)
-        elif txn.kind is TxKind.TRANSFER and txn.payee_id is not None:
+            uow.set_state(ref, TransactionState.PENDING, note + "; payout queued", now)
+            uow.enqueue_job("payout.create", f"payout.create:{ref}", {"reference": ref}, now, now)
+        elif txn.kind is TransactionKind.TRANSFER and txn.payee_id is not None:
             payee_account = user_account(txn.payee_id)
-            tx.post_entry(
+            uow.post_entry(
                 ref, [Posting(HELD_ACCOUNT, -amount), Posting(payee_account, amount)], now
             )
-            tx.set_state(ref, TxState.SUCCESS, note, now)
+            uow.set_state(ref, TransactionState.SUCCESS, note, now)
             payee_phone = txn.payee or ""
-            tx.enqueue_sms(OutboundSms(payee_phone, replies.received(
-                amount, mask_phone(txn.payer_phone or ""), ref, tx.balance(payee_account)),
+            uow.enqueue_sms(OutboundSms(payee_phone, replies.received(
+                amount, mask_phone(txn.payer_phone or ""), ref, uow.balance(payee_account)),
                 now, ref))  # fmt: skip
-            tx.enqueue_sms(OutboundSms(txn.payer_phone or "", replies.paid(
-                amount, mask_phone(payee_phone), ref, tx.balance(payer)), now, ref))  # fmt: skip
+            uow.enqueue_sms(OutboundSms(txn.payer_phone or "", replies.paid(
+                amount, mask_phone(payee_phone), ref, uow.balance(payer)), now, ref))  # fmt: skip
         else:
             raise WrongState(f"{ref} is a {txn.kind.value}; only payments can be approved")
-        audit(tx, now, staff.name, "payment.approve", ref, why, _done(tx, ref).state.value)
-        return _done(tx, ref)
+        audit(uow, now, staff.name, "payment.approve", ref, why, _done(uow, ref).state.value)
+        return _done(uow, ref)
 
     return svc.store.atomic(unit)
 
@@ -137,16 +138,20 @@ def reject(svc: Services, staff: StaffMember, reference: str, reason: str) -> Tr
     require_admin(staff)
     why = check_reason(reason)
 
-    def unit(tx: Tx) -> Transaction:
+    def unit(uow: UnitOfWork) -> Transaction:
         now = svc.clock.now()
-        txn = _flagged(tx, reference)
+        txn = _flagged(uow, reference)
         ref, amount, payer = txn.reference, txn.amount, user_account(txn.payer_id or "")
-        tx.post_entry(ref, [Posting(HELD_ACCOUNT, -amount), Posting(payer, amount)], now)
-        tx.set_state(ref, TxState.FAILED, f"rejected by staff:{staff.name}: {why}"[:300], now)
-        text = replies.payment_rejected(amount, mask_party(txn.payee or ""), ref, tx.balance(payer))
-        tx.enqueue_sms(OutboundSms(txn.payer_phone or "", text, now, ref))
-        audit(tx, now, staff.name, "payment.reject", ref, why, TxState.FAILED.value)
-        return _done(tx, ref)
+        uow.post_entry(ref, [Posting(HELD_ACCOUNT, -amount), Posting(payer, amount)], now)
+        uow.set_state(
+            ref, TransactionState.FAILED, f"rejected by staff:{staff.name}: {why}"[:300], now
+        )
+        text = replies.payment_rejected(
+            amount, mask_party(txn.payee or ""), ref, uow.balance(payer)
+        )
+        uow.enqueue_sms(OutboundSms(txn.payer_phone or "", text, now, ref))
+        audit(uow, now, staff.name, "payment.reject", ref, why, TransactionState.FAILED.value)
+        return _done(uow, ref)
 
     return svc.store.atomic(unit)
 
@@ -157,26 +162,28 @@ def reverse(svc: Services, staff: StaffMember, reference: str, reason: str) -> T
     require_admin(staff)
     why = check_reason(reason)
 
-    def unit(tx: Tx) -> Transaction:
+    def unit(uow: UnitOfWork) -> Transaction:
         now = svc.clock.now()
-        txn = _transaction(tx, reference)
+        txn = _transaction(uow, reference)
         ref, amount = txn.reference, txn.amount
-        if txn.kind is not TxKind.TRANSFER or txn.payer_id is None or txn.payee_id is None:
+        if txn.kind is not TransactionKind.TRANSFER or txn.payer_id is None or txn.payee_id is None:
             raise WrongState(f"{ref} is a {txn.kind.value}; only wallet payments can be reversed")
-        if txn.state is not TxState.SUCCESS:
+        if txn.state is not TransactionState.SUCCESS:
             raise WrongState(f"{ref} is {txn.state.value}; only SUCCESS can be reversed")
         payer, payee = user_account(txn.payer_id), user_account(txn.payee_id)
-        if tx.balance(payee) < amount:
+        if uow.balance(payee) < amount:
             raise WrongState(f"the payee's balance no longer covers {ref}; nothing was moved")
-        tx.post_entry(ref, [Posting(payee, -amount), Posting(payer, amount)], now)
-        tx.set_state(ref, TxState.FAILED, f"reversed by staff:{staff.name}: {why}"[:300], now)
+        uow.post_entry(ref, [Posting(payee, -amount), Posting(payer, amount)], now)
+        uow.set_state(
+            ref, TransactionState.FAILED, f"reversed by staff:{staff.name}: {why}"[:300], now
+        )
         payer_phone, payee_phone = txn.payer_phone or "", txn.payee or ""
-        tx.enqueue_sms(OutboundSms(payer_phone, replies.reversed_to_payer(
-            amount, mask_phone(payee_phone), ref, tx.balance(payer)), now, ref))  # fmt: skip
-        tx.enqueue_sms(OutboundSms(payee_phone, replies.reversed_from_payee(
-            amount, mask_phone(payer_phone), ref, tx.balance(payee)), now, ref))  # fmt: skip
-        audit(tx, now, staff.name, "payment.reverse", ref, why, TxState.FAILED.value)
-        return _done(tx, ref)
+        uow.enqueue_sms(OutboundSms(payer_phone, replies.reversed_to_payer(
+            amount, mask_phone(payee_phone), ref, uow.balance(payer)), now, ref))  # fmt: skip
+        uow.enqueue_sms(OutboundSms(payee_phone, replies.reversed_from_payee(
+            amount, mask_phone(payer_phone), ref, uow.balance(payee)), now, ref))  # fmt: skip
+        audit(uow, now, staff.name, "payment.reverse", ref, why, TransactionState.FAILED.value)
+        return _done(uow, ref)
 
     return svc.store.atomic(unit)
 
@@ -186,17 +193,17 @@ def unlock(svc: Services, staff: StaffMember, phone: str, reason: str) -> User:
     require_admin(staff)
     why = check_reason(reason)
 
-    def unit(tx: Tx) -> User:
+    def unit(uow: UnitOfWork) -> User:
         now = svc.clock.now()
-        user = tx.get_user_by_phone(phone)
+        user = uow.get_user_by_phone(phone)
         if user is None:
             raise UnknownUser(f"no user has the number {mask_phone(phone)}")
         if user.locked_until is None and not user.failed_pin_attempts:
             raise WrongState(f"{mask_phone(phone)} is not locked")
-        tx.set_pin_state(user.id, 0, None)
-        tx.enqueue_sms(OutboundSms(user.phone, replies.UNLOCKED, now))
-        audit(tx, now, staff.name, "user.unlock", user.phone, why, "unlocked")
-        unlocked = tx.get_user(user.id)
+        uow.set_pin_state(user.id, 0, None)
+        uow.enqueue_sms(OutboundSms(user.phone, replies.UNLOCKED, now))
+        audit(uow, now, staff.name, "user.unlock", user.phone, why, "unlocked")
+        unlocked = uow.get_user(user.id)
         assert unlocked is not None
         return unlocked
 
@@ -210,10 +217,10 @@ def credit(svc: Services, staff: StaffMember, phone: str, amount: int, reason: s
     if amount <= 0:
         raise InvalidInput("the amount must be positive")
 
-    def unit(tx: Tx) -> Transaction:
+    def unit(uow: UnitOfWork) -> Transaction:
         now = svc.clock.now()
-        txn = payments.credit_wallet_in(svc, tx, phone, amount, why, f"staff:{staff.name}")
-        audit(tx, now, staff.name, "wallet.credit", phone, why,
+        txn = payments.credit_wallet_in(svc, uow, phone, amount, why, f"staff:{staff.name}")
+        audit(uow, now, staff.name, "wallet.credit", phone, why,
               f"{txn.reference} {amount} paise")  # fmt: skip
         return txn
 

@@ -31,7 +31,7 @@ from gateway_clients.base import (
 )
 from sms import replies
 from sms.numbers import mask_party
-from storage.contract import Tx
+from storage.contract import UnitOfWork
 from storage.models import (
     GATEWAY_IN_ACCOUNT,
     PAYOUTS_IN_FLIGHT_ACCOUNT,
@@ -41,8 +41,8 @@ from storage.models import (
     Posting,
     ProviderEvent,
     Transaction,
-    TxKind,
-    TxState,
+    TransactionKind,
+    TransactionState,
     User,
     user_account,
 )
@@ -50,27 +50,33 @@ from storage.models import (
 log = logging.getLogger(__name__)
 
 # which transaction states each gateway status may move on from
-_MOVES: dict[PayoutStatus, tuple[TxState, ...]] = {
-    PayoutStatus.PROCESSING: (TxState.PENDING,),
-    PayoutStatus.PROCESSED: (TxState.PENDING, TxState.PROCESSING),
-    PayoutStatus.FAILED: (TxState.PENDING, TxState.PROCESSING),
-    PayoutStatus.REVERSED: (TxState.PENDING, TxState.PROCESSING, TxState.SUCCESS),
+_MOVES: dict[PayoutStatus, tuple[TransactionState, ...]] = {
+    PayoutStatus.PROCESSING: (TransactionState.PENDING,),
+    PayoutStatus.PROCESSED: (TransactionState.PENDING, TransactionState.PROCESSING),
+    PayoutStatus.FAILED: (TransactionState.PENDING, TransactionState.PROCESSING),
+    PayoutStatus.REVERSED: (
+        TransactionState.PENDING,
+        TransactionState.PROCESSING,
+        TransactionState.SUCCESS,
+    ),
 }
 
 
-def start_payout(svc: Services, tx: Tx, txn: Transaction, payer: User, now: float) -> Outcome:
+def start_payout(
+    svc: Services, uow: UnitOfWork, txn: Transaction, payer: User, now: float
+) -> Outcome:
     """Debit the payer into the in-flight account and queue the payout (caller's unit of work)."""
-    ensure_account(tx, PAYOUTS_IN_FLIGHT_ACCOUNT)
-    tx.post_entry(
+    ensure_account(uow, PAYOUTS_IN_FLIGHT_ACCOUNT)
+    uow.post_entry(
         txn.reference,
         [Posting(payer.account, -txn.amount), Posting(PAYOUTS_IN_FLIGHT_ACCOUNT, txn.amount)],
         now,
     )
-    tx.set_state(txn.reference, TxState.PENDING, "debited; payout queued", now)
-    tx.enqueue_job(
+    uow.set_state(txn.reference, TransactionState.PENDING, "debited; payout queued", now)
+    uow.enqueue_job(
         "payout.create", f"payout.create:{txn.reference}", {"reference": txn.reference}, now, now
     )
-    balance = tx.balance(payer.account)
+    balance = uow.balance(payer.account)
     text = replies.payout_started(txn.amount, mask_party(txn.payee or ""), txn.reference, balance)
     return Outcome("payout_queued", text, txn.reference)
 
@@ -80,7 +86,7 @@ def gateway_turn(svc: Services) -> Retry | None:
     One token bucket shared by every worker keeps all of them under the provider's rate."""
     rate, now = svc.settings.gateway_requests_per_second, svc.clock.now()
     bucket = f"gateway:{svc.gateway.name}"
-    if svc.store.atomic(lambda tx: tx.take_tokens(bucket, rate, rate, 1, now)):
+    if svc.store.atomic(lambda uow: uow.take_tokens(bucket, rate, rate, 1, now)):
         return None
     return Retry("gateway rate limit", after=1 / rate, counts=False)
 
@@ -88,8 +94,8 @@ def gateway_turn(svc: Services) -> Retry | None:
 def run_payout_create(svc: Services, job: Job) -> Retry | None:
     """Worker: ask the gateway for the payout, once, under our reference."""
     ref = job.payload["reference"]
-    txn = svc.store.read(lambda tx: tx.get_transaction(ref))
-    if txn is None or txn.state is not TxState.PENDING:
+    txn = svc.store.read(lambda uow: uow.get_transaction(ref))
+    if txn is None or txn.state is not TransactionState.PENDING:
         return None  # already moved on (a webhook, a poll or another worker got there)
     gateway = svc.gateway
     if (wait := gateway_turn(svc)) is not None:
@@ -122,8 +128,8 @@ def run_payout_create(svc: Services, job: Job) -> Retry | None:
 def run_payout_poll(svc: Services, job: Job) -> Retry | None:
     """Worker: one status check (NPCI: first after 90 s, at most 3 in 2 hours)."""
     ref, check = job.payload["reference"], int(job.payload["check"])
-    txn = svc.store.read(lambda tx: tx.get_transaction(ref))
-    if txn is None or txn.state not in (TxState.PENDING, TxState.PROCESSING):
+    txn = svc.store.read(lambda uow: uow.get_transaction(ref))
+    if txn is None or txn.state not in (TransactionState.PENDING, TransactionState.PROCESSING):
         return None
     if (wait := gateway_turn(svc)) is not None:
         return wait
@@ -140,7 +146,7 @@ def run_payout_poll(svc: Services, job: Job) -> Retry | None:
     if check < len(schedule):
         since = float(job.payload.get("since", txn.created_at))
         at = since + schedule[check]
-        svc.store.atomic(lambda tx: _queue_poll(tx, ref, check + 1, since, at, svc.clock.now()))
+        svc.store.atomic(lambda uow: _queue_poll(uow, ref, check + 1, since, at, svc.clock.now()))
     else:
         log.warning(
             "payout %s still processing after %d checks; left to reconciliation", ref, check
@@ -148,51 +154,60 @@ def run_payout_poll(svc: Services, job: Job) -> Retry | None:
     return None
 
 
-def _queue_poll(tx: Tx, ref: str, check: int, since: float, at: float, now: float) -> None:
+def _queue_poll(uow: UnitOfWork, ref: str, check: int, since: float, at: float, now: float) -> None:
     payload = {"reference": ref, "check": check, "since": since}
-    tx.enqueue_job("payout.poll", f"payout.poll:{ref}:{check}", payload, at, now)
+    uow.enqueue_job("payout.poll", f"payout.poll:{ref}:{check}", payload, at, now)
 
 
 def apply_payout(svc: Services, payout: Payout, source: str) -> bool:
     """Move a payout's transaction forward to what the gateway says; False if stale."""
     now = svc.clock.now()
-    return svc.store.atomic(lambda tx: _apply(svc, tx, payout, source, now))
+    return svc.store.atomic(lambda uow: _apply(svc, uow, payout, source, now))
 
 
-def _apply(svc: Services, tx: Tx, payout: Payout, source: str, now: float) -> bool:
-    txn = tx.get_transaction(payout.reference)
-    if txn is None or txn.kind is not TxKind.PAYOUT or txn.state not in _MOVES[payout.status]:
+def _apply(svc: Services, uow: UnitOfWork, payout: Payout, source: str, now: float) -> bool:
+    txn = uow.get_transaction(payout.reference)
+    if (
+        txn is None
+        or txn.kind is not TransactionKind.PAYOUT
+        or txn.state not in _MOVES[payout.status]
+    ):
         return False
     assert txn.payer_id is not None and txn.payer_phone is not None
     payer, amount, ref = user_account(txn.payer_id), txn.amount, txn.reference
     payee = mask_party(txn.payee or "")
     detail = f"{source}: {payout.status.value} {payout.provider_id}".strip()
     if payout.status is PayoutStatus.PROCESSING:
-        tx.set_state(ref, TxState.PROCESSING, detail, now)
+        uow.set_state(ref, TransactionState.PROCESSING, detail, now)
         # checks count from when the gateway took the payout, which retries may have delayed
         first = svc.settings.poll_schedule[0]
-        _queue_poll(tx, ref, 1, now, now + first, now)
+        _queue_poll(uow, ref, 1, now, now + first, now)
         return True
     if payout.status is PayoutStatus.PROCESSED:
-        ensure_account(tx, PAYOUTS_SETTLED_ACCOUNT)
-        tx.post_entry(
+        ensure_account(uow, PAYOUTS_SETTLED_ACCOUNT)
+        uow.post_entry(
             ref,
             [Posting(PAYOUTS_IN_FLIGHT_ACCOUNT, -amount), Posting(PAYOUTS_SETTLED_ACCOUNT, amount)],
             now,
         )
-        tx.set_state(
-            ref, TxState.SUCCESS, detail + (f" utr {payout.utr}" if payout.utr else ""), now
+        uow.set_state(
+            ref,
+            TransactionState.SUCCESS,
+            detail + (f" utr {payout.utr}" if payout.utr else ""),
+            now,
         )
-        text = replies.payout_done(amount, payee, ref, tx.balance(payer))
+        text = replies.payout_done(amount, payee, ref, uow.balance(payer))
     else:
         source_account = (
-            PAYOUTS_SETTLED_ACCOUNT if txn.state is TxState.SUCCESS else PAYOUTS_IN_FLIGHT_ACCOUNT
+            PAYOUTS_SETTLED_ACCOUNT
+            if txn.state is TransactionState.SUCCESS
+            else PAYOUTS_IN_FLIGHT_ACCOUNT
         )
-        tx.post_entry(ref, [Posting(source_account, -amount), Posting(payer, amount)], now)
+        uow.post_entry(ref, [Posting(source_account, -amount), Posting(payer, amount)], now)
         reason = payout.failure_reason or payout.status.value
-        tx.set_state(ref, TxState.FAILED, f"{detail}; refunded: {reason}"[:300], now)
-        text = replies.payout_refunded(amount, payee, ref, tx.balance(payer))
-    tx.enqueue_sms(OutboundSms(txn.payer_phone, text, now, ref))
+        uow.set_state(ref, TransactionState.FAILED, f"{detail}; refunded: {reason}"[:300], now)
+        text = replies.payout_refunded(amount, payee, ref, uow.balance(payer))
+    uow.enqueue_sms(OutboundSms(txn.payer_phone, text, now, ref))
     return True
 
 
@@ -201,8 +216,8 @@ def handle_gateway_event(svc: Services, event: GatewayEvent) -> str:
     now = svc.clock.now()
     provider = svc.gateway.name
 
-    def unit(tx: Tx) -> str:
-        if tx.find_provider_event(provider, event.event_id) is not None:
+    def unit(uow: UnitOfWork) -> str:
+        if uow.find_provider_event(provider, event.event_id) is not None:
             return "duplicate"
         if event.kind == "payout":
             payout = Payout(
@@ -213,14 +228,14 @@ def handle_gateway_event(svc: Services, event: GatewayEvent) -> str:
                 event.failure_reason,
                 event.utr,
             )
-            outcome = "applied" if _apply(svc, tx, payout, f"{provider} webhook", now) else "stale"
+            outcome = "applied" if _apply(svc, uow, payout, f"{provider} webhook", now) else "stale"
         elif event.kind == "payment_link" and event.status == "paid":
-            outcome = _credit_top_up(tx, event, now)
+            outcome = _credit_top_up(uow, event, now)
         elif event.kind == "payment_link":  # expired or cancelled: no money came, none moves
-            outcome = _close_top_up(tx, event, now)
+            outcome = _close_top_up(uow, event, now)
         else:
             outcome = "ignored"
-        tx.insert_provider_event(
+        uow.insert_provider_event(
             ProviderEvent(
                 provider, event.event_id, event.kind, event.reference, event.status, now, outcome
             )
@@ -233,16 +248,16 @@ def handle_gateway_event(svc: Services, event: GatewayEvent) -> str:
 
 
 def request_top_up(
-    svc: Services, tx: Tx, user: User, amount: int, channel: str, now: float
+    svc: Services, uow: UnitOfWork, user: User, amount: int, channel: str, now: float
 ) -> Outcome:
     """TOP: record a top-up and queue the payment link (the worker creates it and SMSes it)."""
-    ref = new_reference(tx)
-    tx.insert_transaction(
+    ref = new_reference(uow)
+    uow.insert_transaction(
         Transaction(
             ref,
-            TxKind.TOP_UP,
+            TransactionKind.TOP_UP,
             amount,
-            TxState.PENDING,
+            TransactionState.PENDING,
             now,
             now,
             payee_id=user.id,
@@ -251,15 +266,15 @@ def request_top_up(
         ),
         "payment link requested",
     )
-    tx.enqueue_job("topup.link", f"topup.link:{ref}", {"reference": ref}, now, now)
+    uow.enqueue_job("topup.link", f"topup.link:{ref}", {"reference": ref}, now, now)
     return Outcome("top_up_requested", replies.top_up_requested(amount, ref), ref)
 
 
 def run_top_up_link(svc: Services, job: Job) -> Retry | None:
     """Worker: create the payment link and SMS it to the user."""
     ref = job.payload["reference"]
-    txn = svc.store.read(lambda tx: tx.get_transaction(ref))
-    if txn is None or txn.state is not TxState.PENDING or txn.payee is None:
+    txn = svc.store.read(lambda uow: uow.get_transaction(ref))
+    if txn is None or txn.state is not TransactionState.PENDING or txn.payee is None:
         return None
     if (wait := gateway_turn(svc)) is not None:
         return wait
@@ -275,12 +290,14 @@ def run_top_up_link(svc: Services, job: Job) -> Retry | None:
         return Retry(f"payment link not created: {exc}")
     now = svc.clock.now()
 
-    def unit(tx: Tx) -> None:
-        current = tx.get_transaction(ref)
-        if current is None or current.state is not TxState.PENDING:
+    def unit(uow: UnitOfWork) -> None:
+        current = uow.get_transaction(ref)
+        if current is None or current.state is not TransactionState.PENDING:
             return
-        tx.set_state(ref, TxState.PROCESSING, f"payment link {link.provider_id} sent", now)
-        tx.enqueue_sms(
+        uow.set_state(
+            ref, TransactionState.PROCESSING, f"payment link {link.provider_id} sent", now
+        )
+        uow.enqueue_sms(
             OutboundSms(
                 txn.payee or "", replies.top_up_link(txn.amount, link.short_url, ref), now, ref
             )
@@ -294,49 +311,46 @@ def _refuse_top_up(svc: Services, ref: str) -> None:
     """This rail makes no payment links: say so at once instead of retrying for hours."""
     now = svc.clock.now()
 
-    def unit(tx: Tx) -> None:
-        txn = tx.get_transaction(ref)
-        if txn is None or txn.state is not TxState.PENDING or txn.payee is None:
+    def unit(uow: UnitOfWork) -> None:
+        txn = uow.get_transaction(ref)
+        if txn is None or txn.state is not TransactionState.PENDING or txn.payee is None:
             return
-        tx.set_state(ref, TxState.FAILED, "top-ups by link are not available on this rail", now)
-        tx.enqueue_sms(OutboundSms(txn.payee, replies.TOP_UP_UNAVAILABLE, now, ref))
+        uow.set_state(
+            ref, TransactionState.FAILED, "top-ups by link are not available on this rail", now
+        )
+        uow.enqueue_sms(OutboundSms(txn.payee, replies.TOP_UP_UNAVAILABLE, now, ref))
 
     svc.store.atomic(unit)
 
 
-def _close_top_up(tx: Tx, event: GatewayEvent, now: float) -> str:
-    txn = tx.get_transaction(event.reference)
-    if txn is None or txn.kind is not TxKind.TOP_UP:
+def _close_top_up(uow: UnitOfWork, event: GatewayEvent, now: float) -> str:
+    txn = uow.get_transaction(event.reference)
+    if txn is None or txn.kind is not TransactionKind.TOP_UP:
         return "unknown reference"
-    if txn.state not in (TxState.PENDING, TxState.PROCESSING):
+    if txn.state not in (TransactionState.PENDING, TransactionState.PROCESSING):
         return "stale"
-    tx.set_state(txn.reference, TxState.FAILED, f"payment link {event.status}", now)
+    uow.set_state(txn.reference, TransactionState.FAILED, f"payment link {event.status}", now)
     return "closed"
 
 
-def _credit_top_up(tx: Tx, event: GatewayEvent, now: float) -> str:
-    txn = tx.get_transaction(event.reference)
-    if txn is None or txn.kind is not TxKind.TOP_UP or txn.payee_id is None:
+def _credit_top_up(uow: UnitOfWork, event: GatewayEvent, now: float) -> str:
+    txn = uow.get_transaction(event.reference)
+    if txn is None or txn.kind is not TransactionKind.TOP_UP or txn.payee_id is None:
         return "unknown reference"
-    if txn.state not in (TxState.PENDING, TxState.PROCESSING):
+    if txn.state not in (TransactionState.PENDING, TransactionState.PROCESSING):
         return "stale"
     if event.amount != txn.amount:
         log.error("top-up %s paid %d, expected %d", txn.reference, event.amount, txn.amount)
-    ensure_account(tx, GATEWAY_IN_ACCOUNT, allow_negative=True)
+    ensure_account(uow, GATEWAY_IN_ACCOUNT, allow_negative=True)
     account = user_account(txn.payee_id)
-    tx.post_entry(
+    uow.post_entry(
         txn.reference,
         [Posting(GATEWAY_IN_ACCOUNT, -event.amount), Posting(account, event.amount)],
         now,
     )
-    tx.set_state(txn.reference, TxState.SUCCESS, f"payment link paid {event.provider_id}", now)
-    text = replies.credited(event.amount, txn.reference, tx.balance(account))
-    tx.enqueue_sms(OutboundSms(txn.payee or "", text, now, txn.reference))
+    uow.set_state(
+        txn.reference, TransactionState.SUCCESS, f"payment link paid {event.provider_id}", now
+    )
+    text = replies.credited(event.amount, txn.reference, uow.balance(account))
+    uow.enqueue_sms(OutboundSms(txn.payee or "", text, now, txn.reference))
     return "credited"
-
-
-HANDLERS = {
-    "payout.create": run_payout_create,
-    "payout.poll": run_payout_poll,
-    "topup.link": run_top_up_link,
-}

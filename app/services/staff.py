@@ -22,7 +22,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.bootstrap import Services
 from app.services.errors import InvalidInput, ServiceError
-from storage.contract import Tx
+from storage.contract import UnitOfWork
 from storage.errors import DuplicateKey
 from storage.models import ApiToken, AuditEntry, StaffMember, StaffRole
 
@@ -75,7 +75,13 @@ def hash_token(token: str) -> str:
 
 
 def audit(
-    tx: Tx, now: float, actor: str, action: str, target: str, reason: str, outcome: str = ""
+    uow: UnitOfWork,
+    now: float,
+    actor: str,
+    action: str,
+    target: str,
+    reason: str,
+    outcome: str = "",
 ) -> AuditEntry:
     """Append one entry to the audit log, in the caller's unit of work."""
     entry = AuditEntry(
@@ -87,7 +93,7 @@ def audit(
         reason=reason[:REASON_MAX],
         outcome=outcome[:200],
     )
-    tx.insert_audit(entry)
+    uow.insert_audit(entry)
     return entry
 
 
@@ -111,14 +117,14 @@ def _check_name(name: str) -> None:
         raise InvalidInput("a staff name is 2-64 letters, digits, '.', '_', '-' or '@'")
 
 
-def _new_token(tx: Tx, member: StaffMember, now: float) -> str:
+def _new_token(uow: UnitOfWork, member: StaffMember, now: float) -> str:
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)  # 256 random bits
-    tx.insert_token(ApiToken(hash_token(token), token[:SHOWN_PREFIX], member.id, now))
+    uow.insert_token(ApiToken(hash_token(token), token[:SHOWN_PREFIX], member.id, now))
     return token
 
 
-def _member(tx: Tx, name: str) -> StaffMember:
-    member = tx.get_staff_by_name(name)
+def _member(uow: UnitOfWork, name: str) -> StaffMember:
+    member = uow.get_staff_by_name(name)
     if member is None:
         raise UnknownStaff(f"no staff member is called {name}")
     return member
@@ -128,14 +134,14 @@ def add_staff(svc: Services, name: str, role: StaffRole, actor: str) -> tuple[St
     """Create a staff member and their first API token (returned once, never stored)."""
     _check_name(name)
 
-    def unit(tx: Tx) -> tuple[StaffMember, str]:
+    def unit(uow: UnitOfWork) -> tuple[StaffMember, str]:
         now = svc.clock.now()
-        if tx.get_staff_by_name(name) is not None:
+        if uow.get_staff_by_name(name) is not None:
             raise StaffExists(f"{name} exists already")
         member = StaffMember("s_" + secrets.token_hex(8), name, role, now)
-        tx.insert_staff(member)
-        token = _new_token(tx, member, now)
-        audit(tx, now, actor, "staff.add", name, f"role {role.value}", token[:SHOWN_PREFIX])
+        uow.insert_staff(member)
+        token = _new_token(uow, member, now)
+        audit(uow, now, actor, "staff.add", name, f"role {role.value}", token[:SHOWN_PREFIX])
         return member, token
 
     try:
@@ -147,10 +153,10 @@ def add_staff(svc: Services, name: str, role: StaffRole, actor: str) -> tuple[St
 def issue_token(svc: Services, name: str, actor: str) -> str:
     """Another API token for a staff member (shown once)."""
 
-    def unit(tx: Tx) -> str:
+    def unit(uow: UnitOfWork) -> str:
         now = svc.clock.now()
-        token = _new_token(tx, _member(tx, name), now)
-        audit(tx, now, actor, "staff.token", name, "new API token", token[:SHOWN_PREFIX])
+        token = _new_token(uow, _member(uow, name), now)
+        audit(uow, now, actor, "staff.token", name, "new API token", token[:SHOWN_PREFIX])
         return token
 
     return svc.store.atomic(unit)
@@ -162,18 +168,18 @@ def revoke(svc: Services, actor: str, name: str | None = None, prefix: str | Non
     if (name is None) == (prefix is None):
         raise InvalidInput("name a staff member or a token prefix, not both")
 
-    def unit(tx: Tx) -> int:
+    def unit(uow: UnitOfWork) -> int:
         now = svc.clock.now()
         if name is not None:
-            member = _member(tx, name)
-            count = tx.revoke_tokens(now, staff_id=member.id)
-            tx.set_staff_password(member.id, "")  # signs out every console session too
-            audit(tx, now, actor, "staff.revoke", name, "all tokens and console access",
+            member = _member(uow, name)
+            count = uow.revoke_tokens(now, staff_id=member.id)
+            uow.set_staff_password(member.id, "")  # signs out every console session too
+            audit(uow, now, actor, "staff.revoke", name, "all tokens and console access",
                   f"{count} tokens")  # fmt: skip
             return count
         assert prefix is not None
-        count = tx.revoke_tokens(now, prefix=prefix)
-        audit(tx, now, actor, "staff.revoke", prefix, "one token", f"{count} tokens")
+        count = uow.revoke_tokens(now, prefix=prefix)
+        audit(uow, now, actor, "staff.revoke", prefix, "one token", f"{count} tokens")
         return count
 
     return svc.store.atomic(unit)
@@ -185,10 +191,10 @@ def set_password(svc: Services, name: str, password: str, actor: str) -> None:
         raise InvalidInput(f"a console password is at least {MIN_PASSWORD} characters")
     hashed = generate_password_hash(password, method="scrypt")
 
-    def unit(tx: Tx) -> None:
+    def unit(uow: UnitOfWork) -> None:
         now = svc.clock.now()
-        tx.set_staff_password(_member(tx, name).id, hashed)
-        audit(tx, now, actor, "staff.password", name, "console password set")
+        uow.set_staff_password(_member(uow, name).id, hashed)
+        audit(uow, now, actor, "staff.password", name, "console password set")
 
     svc.store.atomic(unit)
 
@@ -196,7 +202,7 @@ def set_password(svc: Services, name: str, password: str, actor: str) -> None:
 def staff_list(svc: Services) -> list[StaffSummary]:
     """Every staff member with their tokens."""
     return svc.store.read(
-        lambda tx: [StaffSummary(m, tx.tokens_of(m.id)) for m in tx.staff_members()]
+        lambda uow: [StaffSummary(m, uow.tokens_of(m.id)) for m in uow.staff_members()]
     )
 
 
@@ -205,11 +211,11 @@ def by_token(svc: Services, token: str) -> StaffMember | None:
     if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
         return None
 
-    def read(tx: Tx) -> StaffMember | None:
-        found = tx.get_token(hash_token(token))
+    def read(uow: UnitOfWork) -> StaffMember | None:
+        found = uow.get_token(hash_token(token))
         if found is None or found.revoked_at is not None:
             return None
-        return tx.get_staff(found.staff_id)
+        return uow.get_staff(found.staff_id)
 
     return svc.store.read(read)
 
@@ -221,7 +227,7 @@ def session_marker(member: StaffMember) -> str:
 
 def by_session(svc: Services, staff_id: str, marker: str) -> StaffMember | None:
     """The staff member of a console session, if it is still valid."""
-    member = svc.store.read(lambda tx: tx.get_staff(staff_id))
+    member = svc.store.read(lambda uow: uow.get_staff(staff_id))
     if member is None or not member.password_hash:
         return None
     return member if secrets.compare_digest(session_marker(member), marker) else None
@@ -235,15 +241,15 @@ def sign_in(svc: Services, name: str, password: str) -> StaffMember | None:
     it succeeds. An unknown name costs the same time as a known one."""
     key, now = f"console-sign-in:{name.strip().lower()}", svc.clock.now()
     if not svc.store.atomic(
-        lambda tx: tx.take_in_window(key, SIGN_IN_FAILURES, SIGN_IN_WINDOW, 1, now)
+        lambda uow: uow.take_in_window(key, SIGN_IN_FAILURES, SIGN_IN_WINDOW, 1, now)
     ):
         return None
-    member = svc.store.read(lambda tx: tx.get_staff_by_name(name)) if name else None
+    member = svc.store.read(lambda uow: uow.get_staff_by_name(name)) if name else None
     stored = member.password_hash if member and member.password_hash else _dummy_hash()
     if not check_password_hash(stored, password) or member is None or not member.password_hash:
         return None  # the attempt stays counted
-    svc.store.atomic(lambda tx: tx.take_in_window(key, SIGN_IN_FAILURES, SIGN_IN_WINDOW, -1, now))
+    svc.store.atomic(lambda uow: uow.take_in_window(key, SIGN_IN_FAILURES, SIGN_IN_WINDOW, -1, now))
     svc.store.atomic(
-        lambda tx: audit(tx, svc.clock.now(), member.name, "console.sign_in", member.name, "")
+        lambda uow: audit(uow, svc.clock.now(), member.name, "console.sign_in", member.name, "")
     )
     return member

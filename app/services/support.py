@@ -15,7 +15,7 @@ from app.services.errors import ServiceError, UnknownUser
 from app.services.kpis import counter_gaps
 from sms.instructions import format_rupees
 from sms.numbers import mask_phone
-from storage.contract import Tx
+from storage.contract import UnitOfWork
 from storage.models import (
     AuditEntry,
     Device,
@@ -25,8 +25,8 @@ from storage.models import (
     OutboundSms,
     ProviderEvent,
     Transaction,
-    TxEvent,
-    TxState,
+    TransactionEvent,
+    TransactionState,
     User,
 )
 
@@ -54,7 +54,7 @@ class TxQuery:
 
     reference: str | None = None
     phone: str | None = None
-    state: TxState | None = None
+    state: TransactionState | None = None
     since: date | None = None
     until: date | None = None
     page: int = 1
@@ -77,7 +77,7 @@ class TransactionView:
     """A transaction and everything that happened to it."""
 
     transaction: Transaction
-    events: list[TxEvent]
+    events: list[TransactionEvent]
     entries: list[LedgerEntry]
     inbound: list[InboundRecord]
     outbound: list[OutboundSms]
@@ -133,7 +133,7 @@ def search(svc: Services, q: TxQuery) -> Page[Transaction]:
         until = _day_start(svc, q.until + timedelta(days=1)) if q.until < date.max else None
     offset = (q.page - 1) * q.per_page
     rows = svc.store.read(
-        lambda tx: tx.search_transactions(
+        lambda uow: uow.search_transactions(
             phone=q.phone,
             state=q.state,
             since=since,
@@ -149,8 +149,8 @@ def search(svc: Services, q: TxQuery) -> Page[Transaction]:
 def flagged_queue(svc: Services, page: int = 1, per_page: int = 20) -> Page[Transaction]:
     """FLAGGED payments waiting for an admin, oldest first."""
     rows = svc.store.read(
-        lambda tx: tx.search_transactions(
-            state=TxState.FLAGGED,
+        lambda uow: uow.search_transactions(
+            state=TransactionState.FLAGGED,
             oldest_first=True,
             limit=per_page + 1,
             offset=(page - 1) * per_page,
@@ -168,7 +168,7 @@ def audit_log(
 ) -> Page[AuditEntry]:
     """Audit entries, newest first."""
     rows = svc.store.read(
-        lambda tx: tx.audit_entries(per_page + 1, (page - 1) * per_page, actor, target)
+        lambda uow: uow.audit_entries(per_page + 1, (page - 1) * per_page, actor, target)
     )
     return _page(rows, page, per_page)
 
@@ -178,14 +178,14 @@ def transaction_view(svc: Services, reference: str) -> TransactionView:
     actions, merged into one timeline."""
     ref = reference.strip().upper()
 
-    def read(tx: Tx) -> TransactionView:
-        txn = tx.get_transaction(ref)
+    def read(uow: UnitOfWork) -> TransactionView:
+        txn = uow.get_transaction(ref)
         if txn is None:
             raise UnknownTransaction(f"no transaction {ref}")
         parts = (
-            tx.events(ref), tx.entries(ref), tx.inbound_for_reference(ref),
-            tx.outbound_for_reference(ref), tx.provider_events_for(ref),
-            tx.jobs_for_reference(ref), tx.audit_entries(200, 0, target=ref),
+            uow.events(ref), uow.entries(ref), uow.inbound_for_reference(ref),
+            uow.outbound_for_reference(ref), uow.provider_events_for(ref),
+            uow.jobs_for_reference(ref), uow.audit_entries(200, 0, target=ref),
         )  # fmt: skip
         return TransactionView(txn, *parts, timeline=timeline(*parts))
 
@@ -193,7 +193,7 @@ def transaction_view(svc: Services, reference: str) -> TransactionView:
 
 
 def timeline(
-    events: list[TxEvent],
+    events: list[TransactionEvent],
     entries: list[LedgerEntry],
     inbound: list[InboundRecord],
     outbound: list[OutboundSms],
@@ -260,26 +260,26 @@ def user_view(svc: Services, phone: str | None = None, user_id: str | None = Non
     now = svc.clock.now()
     settings = svc.settings
 
-    def read(tx: Tx) -> UserView:
-        user = tx.get_user_by_phone(phone) if phone else tx.get_user(user_id or "")
+    def read(uow: UnitOfWork) -> UserView:
+        user = uow.get_user_by_phone(phone) if phone else uow.get_user(user_id or "")
         if user is None:
             who = mask_phone(phone) if phone else "that id"
             raise UnknownUser(f"no user has {who}")
-        spent = tx.debited_since(user.id, start_of_day(now, svc.tz))
+        spent = uow.debited_since(user.id, start_of_day(now, svc.tz))
         limits = Limits(
             settings.limit_per_payment_paise,
             settings.limit_per_day_paise,
             spent,
             max(0, settings.limit_per_day_paise - spent),
         )
-        devices = [DeviceView(d, counter_gaps(d.window)) for d in tx.devices_of(user.id)]
+        devices = [DeviceView(d, counter_gaps(d.window)) for d in uow.devices_of(user.id)]
         return UserView(
             user,
-            tx.balance(user.account),
+            uow.balance(user.account),
             user.locked_until is not None and user.locked_until > now,
             devices,
             limits,
-            tx.search_transactions(phone=user.phone, limit=RECENT),
+            uow.search_transactions(phone=user.phone, limit=RECENT),
         )
 
     return svc.store.read(read)

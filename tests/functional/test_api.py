@@ -95,8 +95,8 @@ def test_a_support_token_cannot_act(
     assert r.status_code == 403
     assert "needs an admin" in r.get_json()["error"]
     assert [world.balance(p) for p in people] == before and world.total() == total
-    assert svc.store.read(lambda tx: tx.get_transaction(held.reference)).state.value == "FLAGGED"
-    assert svc.store.read(lambda tx: tx.audit_entries(target=held.reference)) == []
+    assert svc.store.read(lambda uow: uow.get_transaction(held.reference)).state.value == "FLAGGED"
+    assert svc.store.read(lambda uow: uow.audit_entries(target=held.reference)) == []
 
 
 def test_revoked_tokens_are_refused(client: FlaskClient, svc: Services, team: Staff) -> None:
@@ -111,15 +111,15 @@ def test_revoked_tokens_are_refused(client: FlaskClient, svc: Services, team: St
     assert staff.revoke(svc, "test", name="sam") == 1
     assert client.get("/api/v1/me", headers=bearer(second)).status_code == 401
     assert client.get("/api/v1/me", headers=bearer(team.admin)).status_code == 200
-    log = svc.store.read(lambda tx: tx.audit_entries(actor="test"))
+    log = svc.store.read(lambda uow: uow.audit_entries(actor="test"))
     assert sorted(e.action for e in log) == [
         "staff.add", "staff.add", "staff.revoke", "staff.revoke", "staff.token",
     ]  # fmt: skip
 
 
 def test_tokens_are_stored_only_as_hashes(svc: Services, team: Staff) -> None:
-    def read(tx: Any) -> list[Any]:
-        return [*tx.tokens_of(team.admin_member.id), *tx.tokens_of(team.support_member.id)]
+    def read(uow: Any) -> list[Any]:
+        return [*uow.tokens_of(team.admin_member.id), *uow.tokens_of(team.support_member.id)]
 
     stored = svc.store.read(read)
     assert {t.token_hash for t in stored} == {
@@ -245,10 +245,10 @@ def test_flagged_queue_approve_moves_held_money_on_once(
     again = client.post(url, json={"reason": "twice"}, headers=bearer(team.admin))
     assert again.status_code == 409 and world.balance(RAVI) == 15_000
     assert client.get("/api/v1/flagged", headers=bearer(team.admin)).get_json()["items"] == []
-    sms = svc.store.read(lambda tx: tx.outbound_for_reference(held.reference))
+    sms = svc.store.read(lambda uow: uow.outbound_for_reference(held.reference))
     assert [m.to for m in sms] == [RAVI, ASHA]
     assert sms[0].body.startswith("SMSPay: Received Rs 50.00 from +91******3210.")
-    (entry,) = svc.store.read(lambda tx: tx.audit_entries(target=held.reference))
+    (entry,) = svc.store.read(lambda uow: uow.audit_entries(target=held.reference))
     assert (entry.actor, entry.action, entry.reason, entry.outcome) == (
         "ada", "payment.approve", "called the payer", "SUCCESS",
     )  # fmt: skip
@@ -266,11 +266,11 @@ def test_reject_returns_held_money_to_the_payer(
     )
     assert r.status_code == 200 and r.get_json()["state"] == "FAILED"
     assert (world.balance(ASHA), world.balance(RAVI), world.total()) == (100_000, 10_000, total)
-    (sms,) = svc.store.read(lambda tx: tx.outbound_for_reference(held.reference))
+    (sms,) = svc.store.read(lambda uow: uow.outbound_for_reference(held.reference))
     assert sms.to == ASHA and sms.body == replies.payment_rejected(
         5_000, "+91******5678", held.reference, 100_000
     )
-    entries = svc.store.read(lambda tx: tx.entries(held.reference))
+    entries = svc.store.read(lambda uow: uow.entries(held.reference))
     assert all(sum(p.amount for p in e.postings) == 0 for e in entries) and len(entries) == 2
 
 
@@ -312,7 +312,7 @@ def test_unlock_a_user_locked_by_wrong_pins(
     assert r.status_code == 200
     assert r.get_json() == {"phone": ASHA, "failed_pin_attempts": 0, "locked_until": None}
     assert "Paid" in routes.tasker(ASHA, people[ASHA].pay(RAVI, 100, at=clock.now()))[1]
-    texts = [m.body for m in svc.store.read(lambda tx: tx.outbox(100)) if m.to == ASHA]
+    texts = [m.body for m in svc.store.read(lambda uow: uow.outbox(100)) if m.to == ASHA]
     assert replies.UNLOCKED in texts
 
 
@@ -328,7 +328,7 @@ def test_credit_a_wallet_with_a_reason(
     assert r.status_code == 200 and txn["state"] == "SUCCESS" and txn["kind"] == "cash_in"
     assert world.balance(MEERA) == 12_345 and world.total() == 0
     assert txn["channel"] == "staff:ada" and txn["note"] == "goodwill after outage"
-    (entry,) = svc.store.read(lambda tx: tx.audit_entries(target=MEERA))
+    (entry,) = svc.store.read(lambda uow: uow.audit_entries(target=MEERA))
     assert (entry.action, entry.reason) == ("wallet.credit", "goodwill after outage")
     missing = client.post(
         "/api/v1/users/%2B919999999999/credit",

@@ -116,11 +116,11 @@ def test_master_key_rotation_keeps_devices_gateways_and_pins_working(
     same_store = {"data_dir": svc.settings.data_dir, "mongodb_uri": svc.settings.mongodb_uri}
     fresh = create_app(same_store).extensions["smspay"]
     assert tasker_secret(fresh, world.gateway_id) == old_secret
-    device = fresh.store.read(lambda tx: tx.get_device(phone.key_id))
+    device = fresh.store.read(lambda uow: uow.get_device(phone.key_id))
     assert fresh.keyring.unwrap(device.wrapped_key, device_key_label(phone.key_id)) == phone.key
-    user = fresh.store.read(lambda tx: tx.get_user_by_phone(ASHA))
+    user = fresh.store.read(lambda uow: uow.get_user_by_phone(ASHA))
     assert fresh.store.atomic(
-        lambda tx: fresh.pins(tx).verify("1234", user.pin_salt, user.pin_hash)
+        lambda uow: fresh.pins(uow).verify("1234", user.pin_salt, user.pin_hash)
     )
     fresh.store.close()
 

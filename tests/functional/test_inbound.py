@@ -91,8 +91,8 @@ def test_valid_payment_moves_money_once_and_replies(
     assert world.total() == total
     ref = text.split("Ref ")[1][:10]
 
-    def details(tx: Any) -> tuple[Any, ...]:
-        return tx.get_transaction(ref), tx.events(ref), tx.entries(ref), tx.outbox()
+    def details(uow: Any) -> tuple[Any, ...]:
+        return uow.get_transaction(ref), uow.events(ref), uow.entries(ref), uow.outbox()
 
     txn, events, entries, outbox = world.svc.store.read(details)
     assert txn.state.value == "SUCCESS" and txn.amount == 25_000 and txn.note == "tea"
@@ -136,7 +136,7 @@ def test_unsigned_or_badly_signed_requests_get_bare_403_and_store_nothing(
         assert r.status_code == 403
         assert r.data == b""
     assert balances(world) == (100_000, 0)
-    assert world.svc.store.read(lambda tx: tx.inbound_for(ASHA)) == []
+    assert world.svc.store.read(lambda uow: uow.inbound_for(ASHA)) == []
 
 
 def test_tasker_timestamp_outside_window_is_refused(
@@ -162,7 +162,7 @@ def test_same_twilio_message_sid_is_processed_once(
     again = routes.twilio(ASHA, body, sid)
     assert first == again and first[0] == 200 and "Paid Rs 100.00" in first[1]
     assert balances(world) == (90_000, 10_000)
-    inbound = world.svc.store.read(lambda tx: tx.inbound_for(ASHA))
+    inbound = world.svc.store.read(lambda uow: uow.inbound_for(ASHA))
     assert len(inbound) == 1 and inbound[0].deliveries == 2
 
 
@@ -184,7 +184,7 @@ def test_same_frame_twice_settles_once_with_the_same_reply(
     second = routes.send(second_route, ASHA, body)  # a new MessageSid on Twilio
     assert first == second and "Paid Rs 100.00" in first[1]
     assert balances(world) == (90_000, 10_000)
-    outcomes = sorted(r.outcome for r in world.svc.store.read(lambda tx: tx.inbound_for(ASHA)))
+    outcomes = sorted(r.outcome for r in world.svc.store.read(lambda uow: uow.inbound_for(ASHA)))
     assert outcomes == ["duplicate", "paid"]
 
 
@@ -257,7 +257,7 @@ def test_wrong_pin_three_times_locks_then_unlocks_after_24h(
     locked = routes.send(route, ASHA, asha.pay(RAVI, 100, at=clock.now()))
     assert "locked until" in locked[1]
     assert balances(world) == (100_000, 0)
-    user = world.svc.store.read(lambda tx: tx.get_user_by_phone(ASHA))
+    user = world.svc.store.read(lambda uow: uow.get_user_by_phone(ASHA))
     assert user.locked_until == pytest.approx(clock.now() + 86_400)
     clock.advance(86_401)
     assert "Paid Rs 1.00" in routes.send(route, ASHA, asha.pay(RAVI, 100, at=clock.now()))[1]
@@ -281,7 +281,7 @@ def test_insufficient_balance_is_refused_and_recorded(
     assert status == 200 and "failed: not enough balance" in text and "No money moved." in text
     assert balances(world) == (100_000, 0)
     ref = text.split("Ref ")[1][:10]
-    txn = world.svc.store.read(lambda tx: tx.get_transaction(ref))
+    txn = world.svc.store.read(lambda uow: uow.get_transaction(ref))
     assert txn.state.value == "FAILED" and txn.reason == "insufficient_funds"
 
 
@@ -391,7 +391,7 @@ def test_malformed_tasker_json_is_400_with_a_reason(
     r = client.post("/sms/tasker", data=raw, headers=headers)
     assert r.status_code == 400
     assert r.get_json()["error"]
-    assert world.svc.store.read(lambda tx: tx.inbound_for(ASHA)) == []
+    assert world.svc.store.read(lambda uow: uow.inbound_for(ASHA)) == []
 
 
 @ROUTES

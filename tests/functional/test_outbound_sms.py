@@ -83,20 +83,20 @@ def load(name: str, **changes: Any) -> dict[str, Any]:
 def queue_sms(svc: Services, to: str = TO, body: str = BODY) -> str:
     """Put one SMS in the outbox (with its `sms.send` job), as a state change would; its id."""
     now = svc.clock.now()
-    svc.store.atomic(lambda tx: tx.enqueue_sms(OutboundSms(to, body, now)))
-    newest = svc.store.read(lambda tx: tx.outbox())[-1]
+    svc.store.atomic(lambda uow: uow.enqueue_sms(OutboundSms(to, body, now)))
+    newest = svc.store.read(lambda uow: uow.outbox())[-1]
     assert newest.id is not None and newest.body == body
     return newest.id
 
 
 def sms(svc: Services, sms_id: str) -> OutboundSms:
-    found = svc.store.read(lambda tx: tx.get_sms(sms_id))
+    found = svc.store.read(lambda uow: uow.get_sms(sms_id))
     assert found is not None
     return found
 
 
 def sms_job(svc: Services, sms_id: str) -> Job:
-    jobs = svc.store.read(lambda tx: tx.jobs())
+    jobs = svc.store.read(lambda uow: uow.jobs())
     (job,) = [j for j in jobs if j.kind == "sms.send" and j.payload == {"id": sms_id}]
     return job
 
@@ -115,7 +115,7 @@ def run_until_settled(svc: Services, clock: FakeClock) -> None:
     """Run the worker, moving the clock to each retry's time, until no job is waiting."""
     for _ in range(20):
         run_worker(svc)
-        waiting = svc.store.read(lambda tx: tx.jobs(JobStatus.PENDING))
+        waiting = svc.store.read(lambda uow: uow.jobs(JobStatus.PENDING))
         if not waiting:
             return
         clock.t = max(clock.t, min(j.run_after for j in waiting))
@@ -157,7 +157,7 @@ def pay(client: FlaskClient, world: World, clock: FakeClock, payer: Phone) -> st
 def payee_sms(svc: Services, reply: str) -> OutboundSms:
     """The payee's SMS for the payment whose reply this is."""
     ref = reply.split("Ref ")[1][:10]
-    (found,) = [m for m in svc.store.read(lambda tx: tx.outbox()) if m.reference == ref]
+    (found,) = [m for m in svc.store.read(lambda uow: uow.outbox()) if m.reference == ref]
     assert found.to == RAVI
     return found
 
@@ -184,7 +184,7 @@ def test_log_channel_marks_the_payees_sms_sent_once(
     # Again, and with a stray second job for the same SMS: nothing more goes out.
     assert run_worker(svc) == 0
     now = clock.now()
-    svc.store.atomic(lambda tx: tx.enqueue_job("sms.send", "stray", {"id": queued.id}, now, now))
+    svc.store.atomic(lambda uow: uow.enqueue_job("sms.send", "stray", {"id": queued.id}, now, now))
     assert run_worker(svc) == 1
     assert sms(svc, queued.id) == done
     sends = [r for r in caplog.records if f"key={queued.id} " in r.getMessage()]
@@ -261,7 +261,7 @@ class TestTwilio:
         worker = Worker(svc, HANDLERS, owner="worker-1", rng=random.Random(7), on_dead=ON_DEAD)
         for _ in range(svc.settings.worker_max_attempts):
             assert worker.run_once()
-            waiting = svc.store.read(lambda tx: tx.jobs(JobStatus.PENDING))
+            waiting = svc.store.read(lambda uow: uow.jobs(JobStatus.PENDING))
             if waiting:
                 clock.t = max(clock.t, min(j.run_after for j in waiting))
         assert sms_job(svc, sms_id).status is JobStatus.DEAD
@@ -444,7 +444,7 @@ class TaskerPhone:
 
 def last_seen(svc: Services, gateway_id: str) -> float | None:
     """When the service last heard from a Tasker phone."""
-    gateway = svc.store.read(lambda tx: tx.get_gateway(gateway_id))
+    gateway = svc.store.read(lambda uow: uow.get_gateway(gateway_id))
     assert gateway is not None
     return gateway.last_seen_at
 

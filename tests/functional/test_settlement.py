@@ -37,12 +37,12 @@ from sms.instructions import format_top_up
 from storage.models import (
     PAYOUTS_IN_FLIGHT_ACCOUNT,
     PAYOUTS_SETTLED_ACCOUNT,
+    Account,
     JobStatus,
     Transaction,
-    TxKind,
-    TxState,
+    TransactionKind,
+    TransactionState,
 )
-from storage.transfer import Account
 from tests.conftest import World
 from tests.fakes import FakeGateway, sign
 from tests.functional.test_inbound import Routes
@@ -97,7 +97,7 @@ class Flow:
 
     def check_books(self) -> None:
         """The ledger invariant: the sum of all balances is unchanged, no wallet is negative."""
-        dumped = self.svc.store.read(lambda tx: list(tx.dump("accounts")))
+        dumped = self.svc.store.read(lambda uow: list(uow.dump("accounts")))
         accounts = [a for a in dumped if isinstance(a, Account)]
         assert len(accounts) == len(dumped)
         assert sum(a.balance for a in accounts) == self.total == self.world.total()
@@ -141,39 +141,39 @@ class Flow:
 
     # what the store says
     def txn(self, ref: str) -> Transaction:
-        found = self.svc.store.read(lambda tx: tx.get_transaction(ref))
+        found = self.svc.store.read(lambda uow: uow.get_transaction(ref))
         assert found is not None
         return found
 
     def states(self, ref: str) -> list[str]:
-        return [e.state.value for e in self.svc.store.read(lambda tx: tx.events(ref))]
+        return [e.state.value for e in self.svc.store.read(lambda uow: uow.events(ref))]
 
     def entries(self, ref: str) -> list[dict[str, int]]:
-        rows = self.svc.store.read(lambda tx: tx.entries(ref))
+        rows = self.svc.store.read(lambda uow: uow.entries(ref))
         return [{p.account: p.amount for p in e.postings} for e in rows]
 
     def sms(self, ref: str) -> list[str]:
         return [
-            m.body for m in self.svc.store.read(lambda tx: tx.outbox(1000)) if m.reference == ref
+            m.body for m in self.svc.store.read(lambda uow: uow.outbox(1000)) if m.reference == ref
         ]
 
     def balance(self, account: str) -> int:
-        return int(self.svc.store.read(lambda tx: tx.balance(account)))
+        return int(self.svc.store.read(lambda uow: uow.balance(account)))
 
     def jobs(self, status: JobStatus | None = None) -> list[str]:
         """Keys of the settlement jobs (other workers run other kinds)."""
-        found = self.svc.store.read(lambda tx: tx.jobs(status, 1000))
+        found = self.svc.store.read(lambda uow: uow.jobs(status, 1000))
         return [j.key for j in found if j.kind in HANDLERS]
 
     def snapshot(self) -> tuple[Any, ...]:
         """Everything a webhook could change."""
 
-        def read(tx: Any) -> tuple[Any, ...]:
+        def read(uow: Any) -> tuple[Any, ...]:
             return (
-                list(tx.dump("accounts")),
-                tx.transactions(limit=1000),
-                tx.outbox(1000),
-                tx.jobs(None, 1000),
+                list(uow.dump("accounts")),
+                uow.search_transactions(limit=1000),
+                uow.outbox(1000),
+                uow.jobs(None, 1000),
             )
 
         return self.svc.store.read(read)
@@ -199,7 +199,7 @@ def processing_payout(flow: Flow, asha: Phone, paise: int = 25_000) -> str:
     """A payout the gateway accepted and has not settled yet."""
     ref, _ = flow.pay(asha, VPA, paise)
     flow.work()
-    assert flow.txn(ref).state is TxState.PROCESSING
+    assert flow.txn(ref).state is TransactionState.PROCESSING
     return ref
 
 
@@ -216,7 +216,11 @@ def test_payout_debits_at_once_pays_once_and_a_signed_webhook_settles_it(
     assert flow.world.balance(ASHA) == 75_000
     assert flow.balance(PAYOUTS_IN_FLIGHT_ACCOUNT) == 25_000
     txn = flow.txn(ref)
-    assert (txn.kind, txn.state, txn.channel) == (TxKind.PAYOUT, TxState.PENDING, route)
+    assert (txn.kind, txn.state, txn.channel) == (
+        TransactionKind.PAYOUT,
+        TransactionState.PENDING,
+        route,
+    )
     assert fake.calls == []  # the webhook answered before any gateway call
     assert flow.jobs(JobStatus.PENDING) == [f"payout.create:{ref}"]
 
@@ -225,7 +229,7 @@ def test_payout_debits_at_once_pays_once_and_a_signed_webhook_settles_it(
     assert (check.method, check.reference) == ("validate_payee", VPA)  # checked before paying
     assert create.method == "create_payout" and create.request is not None
     assert create.request == PayoutRequest(ref, VPA, 25_000)  # our reference is the key
-    assert flow.txn(ref).state is TxState.PROCESSING and fake.made() == 1
+    assert flow.txn(ref).state is TransactionState.PROCESSING and fake.made() == 1
     assert flow.jobs(JobStatus.PENDING) == [f"payout.poll:{ref}:1"]
 
     fake.set_status(ref, PayoutStatus.PROCESSED, utr="523223155921")
@@ -239,7 +243,7 @@ def test_payout_debits_at_once_pays_once_and_a_signed_webhook_settles_it(
         {PAYOUTS_IN_FLIGHT_ACCOUNT: -25_000, PAYOUTS_SETTLED_ACCOUNT: 25_000},
     ]
     assert flow.sms(ref) == [replies.payout_done(25_000, "ra****@okaxis", ref, 75_000)]
-    outbox = flow.svc.store.read(lambda tx: tx.outbox(1000))
+    outbox = flow.svc.store.read(lambda uow: uow.outbox(1000))
     assert [m.to for m in outbox if m.reference == ref] == [ASHA]
 
     # the status check that was queued finds it settled and asks the gateway nothing
@@ -254,15 +258,15 @@ def test_gateway_5xx_then_success_makes_one_payout_under_one_key(
     fake.fail_next(1, GatewayUnavailable("razorpay POST /v1/payouts answered 503"))
     ref, _ = flow.pay(asha, VPA, 25_000)
     assert flow.work() == 1
-    assert fake.made() == 0 and flow.txn(ref).state is TxState.PENDING
-    (job,) = [j for j in flow.svc.store.read(lambda tx: tx.jobs()) if j.kind == "payout.create"]
+    assert fake.made() == 0 and flow.txn(ref).state is TransactionState.PENDING
+    (job,) = [j for j in flow.svc.store.read(lambda uow: uow.jobs()) if j.kind == "payout.create"]
     assert job.status is JobStatus.PENDING
     assert job.key == f"payout.create:{ref}" and job.attempts == 1
     assert "503" in job.last_error
     assert flow.world.balance(ASHA) == 75_000  # held in flight, not refunded: outcome unknown
 
     assert flow.after(job.run_after - flow.clock.now()) == 1
-    assert fake.made() == 1 and flow.txn(ref).state is TxState.PROCESSING
+    assert fake.made() == 1 and flow.txn(ref).state is TransactionState.PROCESSING
     creates = fake.called("create_payout")
     assert len(creates) == 2 and {c.reference for c in creates} == {ref}
     assert flow.jobs(JobStatus.PENDING) == [f"payout.poll:{ref}:1"]
@@ -275,12 +279,12 @@ def test_timeout_after_the_gateway_accepted_is_adopted_never_paid_twice(
     ref, _ = flow.pay(asha, VPA, 25_000)
     flow.work()
     assert fake.made() == 1  # the provider made it, but we never heard
-    assert flow.txn(ref).state is TxState.PENDING
+    assert flow.txn(ref).state is TransactionState.PENDING
 
     flow.after(60)
     assert [c.method for c in fake.calls] == ["validate_payee", "create_payout", "fetch_payout"]
     assert fake.made() == 1 and len(fake.called("create_payout")) == 1
-    assert flow.txn(ref).state is TxState.PROCESSING
+    assert flow.txn(ref).state is TransactionState.PROCESSING
     fake.set_status(ref, PayoutStatus.PROCESSED)
     assert flow.webhook(fake.payout_webhook(ref)) == "applied"
     assert flow.balance(PAYOUTS_SETTLED_ACCOUNT) == 25_000
@@ -297,7 +301,7 @@ def test_a_revived_payout_job_asks_the_gateway_before_paying_again(
     flow.work()
     while key not in flow.jobs(JobStatus.DEAD):
         flow.after(600)
-    assert fake.made() == 1 and flow.txn(ref).state is TxState.PENDING
+    assert fake.made() == 1 and flow.txn(ref).state is TransactionState.PENDING
     assert flow.world.balance(ASHA) == 75_000  # still held: the outcome is unknown
 
     fake.heal()  # the gateway is back
@@ -305,7 +309,7 @@ def test_a_revived_payout_job_asks_the_gateway_before_paying_again(
     assert runner.invoke(args=["jobs", "retry", key]).exit_code == 0
     flow.work()
     assert [c.method for c in fake.calls[calls_before:]] == ["fetch_payout"]
-    assert fake.made() == 1 and flow.txn(ref).state is TxState.PROCESSING
+    assert fake.made() == 1 and flow.txn(ref).state is TransactionState.PROCESSING
 
 
 def test_a_payee_the_bank_does_not_know_is_refused_before_any_money_leaves(
@@ -315,7 +319,7 @@ def test_a_payee_the_bank_does_not_know_is_refused_before_any_money_leaves(
     ref, _ = flow.pay(asha, VPA, 25_000)
     flow.work()
     txn = flow.txn(ref)
-    assert txn.state is TxState.FAILED and "the UPI id is not valid" in txn.reason
+    assert txn.state is TransactionState.FAILED and "the UPI id is not valid" in txn.reason
     assert fake.called("create_payout") == [] and fake.made() == 0
     assert flow.world.balance(ASHA) == 100_000 and flow.balance(PAYOUTS_IN_FLIGHT_ACCOUNT) == 0
     assert flow.sms(ref) == [replies.payout_refunded(25_000, "ra****@okaxis", ref, 100_000)]
@@ -329,7 +333,7 @@ def test_a_valid_payees_registered_name_goes_with_the_payout_and_into_the_histor
     flow.work()
     [create] = fake.called("create_payout")
     assert create.request == PayoutRequest(ref, VPA, 25_000, payee_name="RAMESH KUMAR")
-    assert flow.txn(ref).state is TxState.PROCESSING
+    assert flow.txn(ref).state is TransactionState.PROCESSING
     assert "to RAMESH KUMAR" in flow.txn(ref).reason
 
 
@@ -340,7 +344,7 @@ def test_a_rejected_payout_fails_and_refunds_once(
     ref, _ = flow.pay(asha, VPA, 25_000)
     flow.work()
     txn = flow.txn(ref)
-    assert txn.state is TxState.FAILED and "Invalid VPA" in txn.reason
+    assert txn.state is TransactionState.FAILED and "Invalid VPA" in txn.reason
     assert flow.world.balance(ASHA) == 100_000
     assert flow.balance(PAYOUTS_IN_FLIGHT_ACCOUNT) == 0
     assert len(flow.entries(ref)) == 2
@@ -364,7 +368,7 @@ def test_a_failed_payout_refunds_once_however_often_it_is_reported(
     assert flow.webhook(fake.payout_webhook(ref, "payout.reversed", "evt_reversed")) == "stale"
     assert flow.after(8_000) == 1  # the queued poll finds nothing to do
     txn = flow.txn(ref)
-    assert txn.state is TxState.FAILED and "beneficiary bank offline" in txn.reason
+    assert txn.state is TransactionState.FAILED and "beneficiary bank offline" in txn.reason
     assert flow.world.balance(ASHA) == 100_000
     assert len(flow.entries(ref)) == 2
     assert flow.sms(ref) == [replies.payout_refunded(25_000, "ra****@okaxis", ref, 100_000)]
@@ -384,7 +388,7 @@ def test_a_reversal_after_processed_refunds_once_and_late_events_are_ignored(
     assert flow.webhook(fake.payout_webhook(ref, "payout.reversed", "evt_r2")) == "stale"
     assert flow.webhook(fake.payout_webhook(ref, "payout.processed", "evt_p2")) == "stale"
     assert flow.webhook(fake.payout_webhook(ref, "payout.pending", "evt_q")) == "stale"
-    assert flow.txn(ref).state is TxState.FAILED
+    assert flow.txn(ref).state is TransactionState.FAILED
     assert flow.world.balance(ASHA) == 100_000
     assert flow.balance(PAYOUTS_SETTLED_ACCOUNT) == 0
     assert flow.balance(PAYOUTS_IN_FLIGHT_ACCOUNT) == 0
@@ -402,7 +406,7 @@ def test_events_out_of_order_move_a_payout_forward_only(
     fake.set_status(reversed_first, PayoutStatus.REVERSED, "returned by bank")
     assert flow.webhook(fake.payout_webhook(reversed_first, "payout.reversed", "e1")) == "applied"
     assert flow.webhook(fake.payout_webhook(reversed_first, "payout.processed", "e2")) == "stale"
-    assert flow.txn(reversed_first).state is TxState.FAILED
+    assert flow.txn(reversed_first).state is TransactionState.FAILED
     assert len(flow.entries(reversed_first)) == 2  # debit and refund from in flight, no settle
     assert flow.world.balance(ASHA) == 100_000
 
@@ -412,7 +416,7 @@ def test_events_out_of_order_move_a_payout_forward_only(
     )
     for late in ("payout.queued", "payout.pending", "payout.initiated", "payout.updated"):
         assert flow.webhook(fake.payout_webhook(processed_first, late, "late-" + late)) == "stale"
-    assert flow.txn(processed_first).state is TxState.SUCCESS
+    assert flow.txn(processed_first).state is TransactionState.SUCCESS
     assert flow.states(processed_first)[-1] == "SUCCESS"
     assert flow.balance(PAYOUTS_SETTLED_ACCOUNT) == 25_000
     assert flow.world.balance(ASHA) == 75_000
@@ -427,7 +431,7 @@ def test_a_payout_webhook_before_the_create_answer_settles_it_and_the_job_stands
     assert flow.webhook(fake.payout_webhook(ref)) == "applied"
     calls = len(fake.calls)
     flow.work()
-    assert len(fake.calls) == calls and flow.txn(ref).state is TxState.SUCCESS
+    assert len(fake.calls) == calls and flow.txn(ref).state is TransactionState.SUCCESS
 
 
 def test_a_duplicate_webhook_is_answered_as_such_and_changes_nothing(
@@ -445,7 +449,7 @@ def test_a_duplicate_webhook_is_answered_as_such_and_changes_nothing(
     assert flow.post(again) == (200, {"status": "duplicate"})
     assert flow.post((body, headers)) == (200, {"status": "duplicate"})
     assert flow.snapshot() == before
-    event = flow.svc.store.read(lambda tx: tx.find_provider_event("razorpay", "evt_once"))
+    event = flow.svc.store.read(lambda uow: uow.find_provider_event("razorpay", "evt_once"))
     assert event is not None and event.outcome == "applied" and event.reference == ref
 
 
@@ -471,7 +475,7 @@ def test_tampered_or_badly_signed_webhooks_get_a_bare_403_and_change_nothing(
         r = flow.client.post("/webhooks/razorpay", data=signed[0], headers=signed[1])
         assert (r.status_code, r.data) == (403, b"")
     assert flow.snapshot() == before
-    assert flow.svc.store.read(lambda tx: tx.find_provider_event("razorpay", "evt_bad")) is None
+    assert flow.svc.store.read(lambda uow: uow.find_provider_event("razorpay", "evt_bad")) is None
     # the genuine delivery still counts: a refused forgery did not use up its event id
     assert flow.webhook((body, headers)) == "applied"
     assert flow.world.balance(ASHA) == 100_000
@@ -491,7 +495,7 @@ def test_an_unhandled_event_with_a_valid_signature_is_acknowledged_and_ignored(
     malformed = fake.webhook("payout.processed", "payout", {"id": "pout_x", "amount": "lots"})
     status, answer = flow.post(malformed)
     assert status == 200 and answer is not None and answer["status"] == "ignored"
-    assert flow.snapshot() == before and flow.txn(ref).state is TxState.PROCESSING
+    assert flow.snapshot() == before and flow.txn(ref).state is TransactionState.PROCESSING
     # another rail's route does not exist for this installation
     other = flow.client.post("/webhooks/cashfree", data=downtime[0], headers=downtime[1])
     assert other.status_code == 404
@@ -507,11 +511,11 @@ def test_with_no_webhook_the_status_check_at_90_s_settles_it(
     ref = processing_payout(flow, asha)
     fake.set_status(ref, PayoutStatus.PROCESSED, utr="UTR90")
     assert flow.after(89.9) == 0
-    assert fake.called("fetch_payout") == [] and flow.txn(ref).state is TxState.PROCESSING
+    assert fake.called("fetch_payout") == [] and flow.txn(ref).state is TransactionState.PROCESSING
     assert flow.after(0.1) == 1
     assert [c.at - start for c in fake.called("fetch_payout", ref)] == [90]
     txn = flow.txn(ref)
-    assert txn.state is TxState.SUCCESS and "status check 1" in txn.reason
+    assert txn.state is TransactionState.SUCCESS and "status check 1" in txn.reason
     assert flow.sms(ref) == [replies.payout_done(25_000, "ra****@okaxis", ref, 75_000)]
     assert flow.after(7_200) == 0 and len(fake.called("fetch_payout")) == 1
 
@@ -523,7 +527,7 @@ def test_a_failure_found_by_a_later_status_check_refunds_once(
     flow.after(90)
     fake.set_status(ref, PayoutStatus.FAILED, "NPCI timeout")
     flow.after(1_800 - 90)
-    assert flow.txn(ref).state is TxState.FAILED and flow.world.balance(ASHA) == 100_000
+    assert flow.txn(ref).state is TransactionState.FAILED and flow.world.balance(ASHA) == 100_000
     assert len(fake.called("fetch_payout")) == 2
     fake.set_status(ref, PayoutStatus.FAILED, "NPCI timeout")
     assert flow.webhook(fake.payout_webhook(ref, "payout.failed", "evt_late")) == "stale"
@@ -540,7 +544,7 @@ def test_status_checks_follow_npci_pacing_at_most_three_the_first_after_90_s(
     times = [c.at - start for c in fake.called("fetch_payout")]
     assert times == [90, 1800, 7200]
     assert min(times) >= 90 and len(times) <= 3 and max(times) <= 7200
-    assert flow.txn(ref).state is TxState.PROCESSING  # left to reconciliation
+    assert flow.txn(ref).state is TransactionState.PROCESSING  # left to reconciliation
     assert flow.jobs(JobStatus.PENDING) == [] and flow.jobs(JobStatus.DEAD) == []
     assert flow.world.balance(ASHA) == 75_000
 
@@ -551,7 +555,7 @@ def test_status_checks_are_paced_from_when_the_gateway_accepted_the_payout(
     fake.fail_next(6, GatewayUnavailable("razorpay POST /v1/payouts answered 503"))
     ref, _ = flow.pay(asha, VPA, 25_000)
     flow.work()
-    while flow.txn(ref).state is TxState.PENDING:
+    while flow.txn(ref).state is TransactionState.PENDING:
         flow.after(10)
     accepted = fake.called("create_payout")[-1].at
     assert accepted - flow.txn(ref).created_at > 90  # a long outage before the gateway said yes
@@ -573,9 +577,9 @@ def test_a_status_check_that_cannot_reach_the_gateway_is_retried(
     fake.fail_next_fetch(1, GatewayUnavailable("connect timeout"))
     fake.set_status(ref, PayoutStatus.PROCESSED)
     assert flow.after(90) == 1
-    assert flow.txn(ref).state is TxState.PROCESSING
+    assert flow.txn(ref).state is TransactionState.PROCESSING
     flow.after(60)
-    assert flow.txn(ref).state is TxState.SUCCESS and len(fake.called("fetch_payout")) == 2
+    assert flow.txn(ref).state is TransactionState.SUCCESS and len(fake.called("fetch_payout")) == 2
 
 
 # --- a worker killed mid-job ----------------------------------------------------------------
@@ -589,7 +593,7 @@ def test_a_worker_killed_between_claim_and_completion_loses_nothing_and_pays_onc
     svc, lease = flow.svc, flow.svc.settings.worker_lease_seconds
     now = clock.now()
     killed = svc.store.atomic(
-        lambda tx: tx.claim_job("killed-worker", now, lease, ["payout.create"])
+        lambda uow: uow.claim_job("killed-worker", now, lease, ["payout.create"])
     )
     assert killed is not None and killed.key == f"payout.create:{ref}"
     if reached_gateway:  # it asked the gateway, then died before recording the answer
@@ -597,12 +601,12 @@ def test_a_worker_killed_between_claim_and_completion_loses_nothing_and_pays_onc
     assert flow.work() == 0  # the lease still holds
     assert flow.after(lease + 1) == 1
     assert fake.made() == 1 and {c.reference for c in fake.called("create_payout")} == {ref}
-    assert flow.txn(ref).state is TxState.PROCESSING
+    assert flow.txn(ref).state is TransactionState.PROCESSING
     later = clock.now()
-    assert svc.store.atomic(lambda tx: tx.finish_job(killed.id, "killed-worker", later)) is False
+    assert svc.store.atomic(lambda uow: uow.finish_job(killed.id, "killed-worker", later)) is False
     fake.set_status(ref, PayoutStatus.PROCESSED)
     flow.after(90)
-    assert flow.txn(ref).state is TxState.SUCCESS and fake.made() == 1
+    assert flow.txn(ref).state is TransactionState.SUCCESS and fake.made() == 1
     assert flow.balance(PAYOUTS_SETTLED_ACCOUNT) == 25_000
 
 
@@ -625,12 +629,16 @@ def test_a_top_up_link_paid_credits_the_wallet_once(
 ) -> None:
     ref = top_up(flow, asha, 50_000, route)
     txn = flow.txn(ref)
-    assert (txn.kind, txn.state, txn.channel) == (TxKind.TOP_UP, TxState.PENDING, route)
+    assert (txn.kind, txn.state, txn.channel) == (
+        TransactionKind.TOP_UP,
+        TransactionState.PENDING,
+        route,
+    )
     assert flow.world.balance(ASHA) == 100_000 and fake.calls == []
 
     assert flow.work() == 1
     link = fake.links[ref]
-    assert link.amount == 50_000 and flow.txn(ref).state is TxState.PROCESSING
+    assert link.amount == 50_000 and flow.txn(ref).state is TransactionState.PROCESSING
     assert flow.sms(ref) == [replies.top_up_link(50_000, link.short_url, ref)]
     assert flow.world.balance(ASHA) == 100_000
 
@@ -639,7 +647,7 @@ def test_a_top_up_link_paid_credits_the_wallet_once(
     assert flow.webhook(paid) == "duplicate"
     assert flow.webhook(fake.link_paid_webhook(ref, event_id="evt_paid_again")) == "stale"
     assert flow.world.balance(ASHA) == 150_000
-    assert flow.txn(ref).state is TxState.SUCCESS
+    assert flow.txn(ref).state is TransactionState.SUCCESS
     assert len(flow.entries(ref)) == 1
     assert flow.sms(ref)[-1] == replies.credited(50_000, ref, 150_000)
     assert len(flow.sms(ref)) == 2
@@ -658,7 +666,9 @@ def test_an_expired_or_cancelled_link_closes_the_top_up_and_moves_nothing(
     accounts = flow.snapshot()[0]
     assert flow.webhook(fake.webhook(event, "payment_link", entity)) == "closed"
     txn = flow.txn(ref)
-    assert txn.state is TxState.FAILED and txn.reason == f"payment link {event.split('.')[1]}"
+    assert (
+        txn.state is TransactionState.FAILED and txn.reason == f"payment link {event.split('.')[1]}"
+    )
     assert flow.world.balance(ASHA) == 100_000 and flow.entries(ref) == []
     # a late "paid" for a closed link credits nothing
     assert flow.webhook(fake.link_paid_webhook(ref, event_id="evt_late")) == "stale"
@@ -712,7 +722,7 @@ def test_reconcile_reports_a_clean_day_then_a_mismatch_and_stores_the_report(
     clean = runner.invoke(args=["reconcile", "--date", day])
     assert clean.exit_code == 0, clean.output
     assert "3 checked, 0 mismatches" in clean.output
-    stored = flow.svc.store.read(lambda tx: tx.get_meta(f"reconcile:{day}"))
+    stored = flow.svc.store.read(lambda uow: uow.get_meta(f"reconcile:{day}"))
     assert stored is not None
     report = json.loads(stored)
     assert report["date"] == day and report["checked"] == 3 and report["mismatches"] == []
@@ -723,7 +733,7 @@ def test_reconcile_reports_a_clean_day_then_a_mismatch_and_stores_the_report(
     dirty = runner.invoke(args=["reconcile", "--date", day])
     assert dirty.exit_code == 1, dirty.output
     assert "3 checked, 2 mismatches" in dirty.output
-    stored = flow.svc.store.read(lambda tx: tx.get_meta(f"reconcile:{day}"))
+    stored = flow.svc.store.read(lambda uow: uow.get_meta(f"reconcile:{day}"))
     assert stored is not None
     mismatches = {m["reference"]: m for m in json.loads(stored)["mismatches"]}
     assert mismatches[settled] == {
@@ -735,7 +745,9 @@ def test_reconcile_reports_a_clean_day_then_a_mismatch_and_stores_the_report(
     assert mismatches[in_flight]["problem"] == "amount differs"
     assert refused not in mismatches
     # reconciliation reports; it moves no money
-    assert flow.txn(settled).state is TxState.SUCCESS and flow.world.balance(ASHA) == 70_000
+    assert (
+        flow.txn(settled).state is TransactionState.SUCCESS and flow.world.balance(ASHA) == 70_000
+    )
 
     other_day = runner.invoke(args=["reconcile", "--date", "2026-11-24"])
     assert other_day.exit_code == 0 and "0 checked, 0 mismatches" in other_day.output
@@ -754,7 +766,7 @@ def test_the_worker_command_runs_the_due_jobs_once(
     result = runner.invoke(args=["worker", "--once"])
     assert result.exit_code == 0, result.output
     assert re.search(r"ran [1-9][0-9]* jobs", result.output)
-    assert fake.made() == 1 and flow.txn(ref).state is TxState.PROCESSING
+    assert fake.made() == 1 and flow.txn(ref).state is TransactionState.PROCESSING
     flow.check_books()
 
 
@@ -765,7 +777,7 @@ def test_reconcile_without_a_date_checks_the_clocks_local_day(
     result = runner.invoke(args=["reconcile"])
     assert result.exit_code == 0, result.output
     assert "1 checked, 0 mismatches" in result.output
-    assert flow.svc.store.read(lambda tx: tx.get_meta("reconcile:2026-11-25")) is not None
+    assert flow.svc.store.read(lambda uow: uow.get_meta("reconcile:2026-11-25")) is not None
 
 
 # --- the sandbox gateway (the default) ------------------------------------------------------
@@ -794,8 +806,8 @@ class TestSandbox:
         assert flow.world.balance(ASHA) == 70_000
         flow.work()
         flow.after(90)
-        assert flow.txn(ok).state is TxState.SUCCESS
-        assert flow.txn(bad).state is TxState.FAILED and "declined" in flow.txn(bad).reason
+        assert flow.txn(ok).state is TransactionState.SUCCESS
+        assert flow.txn(bad).state is TransactionState.FAILED and "declined" in flow.txn(bad).reason
         assert flow.world.balance(ASHA) == 90_000
         assert flow.balance(PAYOUTS_SETTLED_ACCOUNT) == 10_000
         assert flow.balance(PAYOUTS_IN_FLIGHT_ACCOUNT) == 0
@@ -818,15 +830,15 @@ class TestSandbox:
         ok, _ = flow.pay(asha, "success@razorpay", 10_000)
         bad, _ = flow.pay(asha, "failure@razorpay", 20_000)
         flow.work()
-        assert flow.txn(ok).state is flow.txn(bad).state is TxState.PROCESSING
+        assert flow.txn(ok).state is flow.txn(bad).state is TransactionState.PROCESSING
         sandbox = self.sandbox(flow)
         assert sandbox.payout_event(ok) is None  # nothing to tell yet
         clock.advance(60)
         signed = sandbox.payout_event(ok)
         assert signed is not None and flow.webhook(signed) == "applied"
-        assert flow.txn(ok).state is TxState.SUCCESS
+        assert flow.txn(ok).state is TransactionState.SUCCESS
         assert flow.after(30) == 2  # both status checks: one has nothing to do, one finds out
-        assert flow.txn(bad).state is TxState.FAILED
+        assert flow.txn(bad).state is TransactionState.FAILED
         assert flow.world.balance(ASHA) == 90_000
 
     def test_sandbox_pay_link_credits_a_top_up_once(
@@ -834,7 +846,7 @@ class TestSandbox:
     ) -> None:
         ref = top_up(flow, asha, 30_000, "twilio")
         flow.work()
-        assert flow.txn(ref).state is TxState.PROCESSING
+        assert flow.txn(ref).state is TransactionState.PROCESSING
         assert "https://sandbox.invalid/plink_sandbox" in flow.sms(ref)[0]
         paid = runner.invoke(args=["sandbox", "pay-link", ref.lower()])
         assert paid.exit_code == 0 and f"{ref.lower()}: credited" in paid.output
@@ -861,7 +873,7 @@ def test_workers_share_the_gateways_rate_limit_without_using_attempts(
     assert len(fake.called("create_payout")) == 2
     [waiting] = [
         j
-        for j in flow.svc.store.read(lambda tx: tx.jobs(JobStatus.PENDING))
+        for j in flow.svc.store.read(lambda uow: uow.jobs(JobStatus.PENDING))
         if j.kind == "payout.create"
     ]
     assert waiting.attempts == 0 and waiting.last_error == "gateway rate limit"
@@ -869,4 +881,4 @@ def test_workers_share_the_gateways_rate_limit_without_using_attempts(
     while worker.run_once():
         pass
     assert len(fake.called("create_payout")) == 3 and fake.made() == 3
-    assert all(flow.txn(ref).state is TxState.PROCESSING for ref in refs)
+    assert all(flow.txn(ref).state is TransactionState.PROCESSING for ref in refs)

@@ -38,7 +38,7 @@ from storage.models import (
     PAYOUTS_SETTLED_ACCOUNT,
     Job,
     JobStatus,
-    TxState,
+    TransactionState,
 )
 from tests.conftest import World
 from tests.functional.test_settlement import (
@@ -545,7 +545,9 @@ class RailFlow(Flow):
         return r.status_code, r.get_json(silent=True)
 
     def job(self, key: str) -> Job:
-        (found,) = [j for j in self.svc.store.read(lambda tx: tx.jobs(None, 1000)) if j.key == key]
+        (found,) = [
+            j for j in self.svc.store.read(lambda uow: uow.jobs(None, 1000)) if j.key == key
+        ]
         return found
 
     def settle_down(self, step: float = 30, limit: int = 200) -> None:
@@ -600,7 +602,7 @@ def settled(flow: RailFlow, rail: Rail, ref: str) -> None:
     """The provider pays out and says so by webhook: the payout ends SUCCESS, once."""
     rail.move(ref, "processed")
     assert flow.webhook(rail.webhook(ref, "processed")) == "applied"
-    assert flow.txn(ref).state is TxState.SUCCESS
+    assert flow.txn(ref).state is TransactionState.SUCCESS
     assert flow.balance(PAYOUTS_SETTLED_ACCOUNT) == 25_000
     assert flow.balance(PAYOUTS_IN_FLIGHT_ACCOUNT) == 0
     assert flow.world.balance(ASHA) == 75_000 and rail.made() == 1
@@ -621,7 +623,7 @@ def test_a_payout_is_asked_for_once_under_our_reference_and_a_signed_webhook_set
     assert create.key == ref  # X-Payout-Idempotency / transfer_id
     assert create.body == rail.expected_request(ref, VPA, 25_000)
     assert rail.made() == 1 and rail.fetches == []
-    assert flow.txn(ref).state is TxState.PROCESSING
+    assert flow.txn(ref).state is TransactionState.PROCESSING
     assert flow.jobs(JobStatus.PENDING) == [f"payout.poll:{ref}:1"]
 
     settled(flow, rail, ref)
@@ -640,11 +642,11 @@ def test_without_a_webhook_the_status_check_reads_the_providers_answer_and_settl
     ref = processing_payout(flow, asha)
     rail.move(ref, "processed")
     flow.after(89)
-    assert rail.fetches == [] and flow.txn(ref).state is TxState.PROCESSING
+    assert rail.fetches == [] and flow.txn(ref).state is TransactionState.PROCESSING
     flow.after(1)
     assert rail.fetches == [ref]
     txn = flow.txn(ref)
-    assert txn.state is TxState.SUCCESS and "status check 1" in txn.reason
+    assert txn.state is TransactionState.SUCCESS and "status check 1" in txn.reason
     assert f"utr {rail.utr()}" in txn.reason
     assert flow.balance(PAYOUTS_SETTLED_ACCOUNT) == 25_000 and flow.world.balance(ASHA) == 75_000
     assert flow.webhook(rail.webhook(ref, "processed")) == "stale"  # the late webhook
@@ -663,7 +665,7 @@ def test_a_5xx_then_success_makes_one_payout_under_one_key(
     rail.fail_creates("5xx-after" if made_before_5xx else "5xx")
     ref, _ = flow.pay(asha, VPA, 25_000)
     flow.work()
-    assert flow.txn(ref).state is TxState.PENDING
+    assert flow.txn(ref).state is TransactionState.PENDING
     assert flow.world.balance(ASHA) == 75_000  # held in flight, not refunded: outcome unknown
     assert rail.made() == int(made_before_5xx)
     job = flow.job(f"payout.create:{ref}")
@@ -671,7 +673,7 @@ def test_a_5xx_then_success_makes_one_payout_under_one_key(
     assert "answered 50" in job.last_error
 
     flow.after(job.run_after - clock.now())
-    assert flow.txn(ref).state is TxState.PROCESSING
+    assert flow.txn(ref).state is TransactionState.PROCESSING
     assert rail.fetches == [ref]  # the retry asked first what became of the first attempt
     assert len(rail.creates) == (1 if made_before_5xx else 2)
     one_key(rail, ref)
@@ -692,16 +694,16 @@ def test_a_timeout_is_resolved_by_fetching_never_by_a_second_payout(
     if case == "answer lost, not yet listed":
         rail.hide(ref)
     flow.work()
-    assert flow.txn(ref).state is TxState.PENDING and flow.world.balance(ASHA) == 75_000
+    assert flow.txn(ref).state is TransactionState.PENDING and flow.world.balance(ASHA) == 75_000
     assert rail.made() == (0 if case == "never arrived" else 1)
     assert "outcome unknown" in flow.job(f"payout.create:{ref}").last_error
 
     for _ in range(50):
-        if flow.txn(ref).state is not TxState.PENDING:
+        if flow.txn(ref).state is not TransactionState.PENDING:
             break
         flow.after(15)
         assert flow.world.balance(ASHA) == 75_000  # never refunded while the outcome is unknown
-    assert flow.txn(ref).state is TxState.PROCESSING
+    assert flow.txn(ref).state is TransactionState.PROCESSING
     assert rail.made() == 1
     one_key(rail, ref)
     expected_creates = {"answer lost": 1, "answer lost, not yet listed": 2,
@@ -718,11 +720,11 @@ def test_answers_no_one_named_leave_the_outcome_unknown_and_still_pay_once(
     ref, _ = flow.pay(asha, VPA, 25_000)
     flow.work()
     for _ in range(60):
-        if flow.txn(ref).state is not TxState.PENDING:
+        if flow.txn(ref).state is not TransactionState.PENDING:
             break
         assert flow.world.balance(ASHA) == 75_000
         flow.after(15)
-    assert flow.txn(ref).state is TxState.PROCESSING
+    assert flow.txn(ref).state is TransactionState.PROCESSING
     assert rail.made() == 1
     one_key(rail, ref)
     settled(flow, rail, ref)
@@ -739,12 +741,12 @@ def test_a_status_answer_about_another_payout_is_not_taken_for_ours(
     assert rail.reference_of(rail.stranger()) != ref
     flow.work()
     for _ in range(50):
-        if flow.txn(ref).state is not TxState.PENDING:
+        if flow.txn(ref).state is not TransactionState.PENDING:
             break
         flow.after(15)
     job = flow.job(f"payout.create:{ref}")
     assert rail.fetches[0] == ref
-    assert flow.txn(ref).state is TxState.PROCESSING, f"create job {job.status.value}"
+    assert flow.txn(ref).state is TransactionState.PROCESSING, f"create job {job.status.value}"
     assert rail.made() == 1
     one_key(rail, ref)
     settled(flow, rail, ref)
@@ -757,10 +759,10 @@ def test_a_status_check_answered_about_another_payout_does_not_end_the_checks(
     rail.move(ref, "processed")
     rail.fail_fetches("stranger")
     flow.after(90)
-    assert rail.fetches == [ref] and flow.txn(ref).state is TxState.PROCESSING
+    assert rail.fetches == [ref] and flow.txn(ref).state is TransactionState.PROCESSING
     flow.after(1_800)
     assert rail.fetches == [ref, ref], "the second status check was never queued"
-    assert flow.txn(ref).state is TxState.SUCCESS
+    assert flow.txn(ref).state is TransactionState.SUCCESS
     assert flow.balance(PAYOUTS_SETTLED_ACCOUNT) == 25_000
 
 
@@ -771,7 +773,7 @@ def test_a_payee_the_provider_refuses_is_refunded_at_once_and_never_retried(
     ref, _ = flow.pay(asha, VPA, 25_000)
     flow.work()
     txn = flow.txn(ref)
-    assert txn.state is TxState.FAILED and "valid VPA" in txn.reason
+    assert txn.state is TransactionState.FAILED and "valid VPA" in txn.reason
     assert flow.world.balance(ASHA) == 100_000 and flow.balance(PAYOUTS_IN_FLIGHT_ACCOUNT) == 0
     assert len(flow.entries(ref)) == 2
     assert flow.sms(ref) == [replies.payout_refunded(25_000, MASKED, ref, 100_000)]
@@ -799,7 +801,7 @@ def test_a_failed_payout_is_refunded_once_however_often_it_is_reported(
     assert flow.snapshot() == before
     flow.after(8_000)  # the queued status check finds nothing to do
     txn = flow.txn(ref)
-    assert txn.state is TxState.FAILED and rail.reason(event) in txn.reason
+    assert txn.state is TransactionState.FAILED and rail.reason(event) in txn.reason
     assert flow.world.balance(ASHA) == 100_000 and flow.balance(PAYOUTS_IN_FLIGHT_ACCOUNT) == 0
     assert len(flow.entries(ref)) == 2
     assert flow.sms(ref) == [replies.payout_refunded(25_000, MASKED, ref, 100_000)]
@@ -819,7 +821,7 @@ def test_a_reversal_after_success_refunds_once_from_the_settled_account(
     for late in ("reversed", "processed", "failed", *rail.in_progress):
         assert flow.webhook(rail.webhook(ref, late)) == "stale", late
     txn = flow.txn(ref)
-    assert txn.state is TxState.FAILED and rail.reason("reversed") in txn.reason
+    assert txn.state is TransactionState.FAILED and rail.reason("reversed") in txn.reason
     assert flow.world.balance(ASHA) == 100_000
     assert flow.balance(PAYOUTS_SETTLED_ACCOUNT) == flow.balance(PAYOUTS_IN_FLIGHT_ACCOUNT) == 0
     assert len(flow.entries(ref)) == 3  # debit, settle, refund
@@ -838,7 +840,7 @@ def test_a_failure_found_by_the_status_check_refunds_once(
     flow.after(90)
     assert rail.fetches == [ref]
     txn = flow.txn(ref)
-    assert txn.state is TxState.FAILED and rail.reason(event) in txn.reason
+    assert txn.state is TransactionState.FAILED and rail.reason(event) in txn.reason
     assert flow.world.balance(ASHA) == 100_000 and flow.balance(PAYOUTS_IN_FLIGHT_ACCOUNT) == 0
     assert flow.webhook(rail.webhook(ref, event)) == "stale"  # the webhook comes late
     flow.after(8_000)
@@ -861,7 +863,7 @@ def test_a_redelivered_webhook_is_a_duplicate_and_changes_nothing(
         clock.advance(30)
         assert flow.post(rail.redeliver(genuine)) == (200, {"status": "duplicate"})
     assert flow.snapshot() == before
-    assert flow.txn(ref).state is TxState.SUCCESS and len(flow.entries(ref)) == 2
+    assert flow.txn(ref).state is TransactionState.SUCCESS and len(flow.entries(ref)) == 2
     assert len(flow.sms(ref)) == 1
 
 
@@ -874,7 +876,7 @@ def test_a_reversal_that_overtakes_the_success_event_refunds_once_and_the_succes
     rail.move(ref, "reversed")
     assert flow.webhook(rail.webhook(ref, "reversed")) == "applied"
     assert flow.webhook(processed) == "stale"
-    assert flow.txn(ref).state is TxState.FAILED
+    assert flow.txn(ref).state is TransactionState.FAILED
     assert len(flow.entries(ref)) == 2  # debit and refund from in flight, never settled
     assert flow.world.balance(ASHA) == 100_000 and flow.balance(PAYOUTS_IN_FLIGHT_ACCOUNT) == 0
 
@@ -887,7 +889,7 @@ def test_in_progress_events_after_success_are_stale(
     settled(flow, rail, ref)
     for signed in early:
         assert flow.webhook(signed) == "stale"
-    assert flow.txn(ref).state is TxState.SUCCESS and flow.states(ref)[-1] == "SUCCESS"
+    assert flow.txn(ref).state is TransactionState.SUCCESS and flow.states(ref)[-1] == "SUCCESS"
     assert flow.balance(PAYOUTS_SETTLED_ACCOUNT) == 25_000
 
 
@@ -897,12 +899,12 @@ def test_a_webhook_that_overtakes_a_lost_create_answer_settles_it_and_the_retry_
     rail.fail_creates("timeout")
     ref, _ = flow.pay(asha, VPA, 25_000)
     flow.work()
-    assert flow.txn(ref).state is TxState.PENDING and rail.made() == 1
+    assert flow.txn(ref).state is TransactionState.PENDING and rail.made() == 1
     rail.move(ref, "processed")
     assert flow.webhook(rail.webhook(ref, "processed")) == "applied"
     flow.settle_down()
     assert len(rail.creates) == 1 and rail.fetches == []
-    assert flow.txn(ref).state is TxState.SUCCESS
+    assert flow.txn(ref).state is TransactionState.SUCCESS
     assert flow.balance(PAYOUTS_SETTLED_ACCOUNT) == 25_000
 
 
@@ -933,10 +935,10 @@ def test_tampered_or_badly_signed_webhooks_are_refused_and_change_nothing(
         flow.check_books()
     other = "cashfree" if rail.name == "razorpay" else "razorpay"
     assert flow.client.post(f"/webhooks/{other}", data=body, headers=headers).status_code == 404
-    assert flow.snapshot() == before and flow.txn(ref).state is TxState.PROCESSING
+    assert flow.snapshot() == before and flow.txn(ref).state is TransactionState.PROCESSING
     # the genuine delivery still counts: the refused forgeries used up nothing
     assert flow.webhook(genuine) == "applied"
-    assert flow.txn(ref).state is TxState.SUCCESS and flow.world.balance(ASHA) == 75_000
+    assert flow.txn(ref).state is TransactionState.SUCCESS and flow.world.balance(ASHA) == 75_000
 
 
 # --- top-ups --------------------------------------------------------------------------------
@@ -951,7 +953,7 @@ def test_a_payment_link_paid_twice_credits_the_wallet_once(
     flow.work()
     assert rail.link_requests == [expected]
     link = rail.links[ref]
-    assert flow.txn(ref).state is TxState.PROCESSING
+    assert flow.txn(ref).state is TransactionState.PROCESSING
     assert flow.sms(ref) == [replies.top_up_link(50_000, link["short_url"], ref)]
     assert flow.world.balance(ASHA) == 100_000
 
@@ -961,7 +963,7 @@ def test_a_payment_link_paid_twice_credits_the_wallet_once(
     clock.advance(60)
     assert flow.webhook(rail.link_paid(ref)) == "stale"  # paid again: another event id
     assert flow.world.balance(ASHA) == 150_000
-    assert flow.txn(ref).state is TxState.SUCCESS and len(flow.entries(ref)) == 1
+    assert flow.txn(ref).state is TransactionState.SUCCESS and len(flow.entries(ref)) == 1
     assert flow.sms(ref) == [
         replies.top_up_link(50_000, link["short_url"], ref),
         replies.credited(50_000, ref, 150_000),
@@ -979,7 +981,7 @@ def test_cashfree_offers_no_payment_links_so_a_top_up_is_refused_at_once(
     job = flow.job(key)
     assert job.status is JobStatus.DONE and job.attempts == 1  # not retried for hours
     txn = flow.txn(ref)
-    assert txn.state is TxState.FAILED and "not available on this rail" in txn.reason
+    assert txn.state is TransactionState.FAILED and "not available on this rail" in txn.reason
     assert flow.entries(ref) == [] and flow.world.balance(ASHA) == 100_000
     assert flow.sms(ref) == [replies.TOP_UP_UNAVAILABLE]
     assert rail.handled == 0  # no HTTP call was made for a link this rail cannot make
@@ -1002,7 +1004,7 @@ def test_a_worker_killed_between_claim_and_completion_makes_exactly_one_payout(
     svc, lease = flow.svc, flow.svc.settings.worker_lease_seconds
     now = clock.now()
     killed = svc.store.atomic(
-        lambda tx: tx.claim_job("killed-worker", now, lease, ["payout.create"])
+        lambda uow: uow.claim_job("killed-worker", now, lease, ["payout.create"])
     )
     assert killed is not None and killed.key == f"payout.create:{ref}"
     if reached_provider:  # it asked the provider through the adapter, then died
@@ -1010,14 +1012,14 @@ def test_a_worker_killed_between_claim_and_completion_makes_exactly_one_payout(
     flow.work()
     assert len(rail.creates) == int(reached_provider)  # the lease still holds
     flow.after(lease + 1)
-    assert flow.txn(ref).state is TxState.PROCESSING
+    assert flow.txn(ref).state is TransactionState.PROCESSING
     assert rail.made() == 1 and len(rail.creates) == 1 and rail.fetches == [ref]
     one_key(rail, ref)
     later = clock.now()
-    assert svc.store.atomic(lambda tx: tx.finish_job(killed.id, "killed-worker", later)) is False
+    assert svc.store.atomic(lambda uow: uow.finish_job(killed.id, "killed-worker", later)) is False
     rail.move(ref, "processed")
     flow.after(90)
-    assert flow.txn(ref).state is TxState.SUCCESS and rail.made() == 1
+    assert flow.txn(ref).state is TransactionState.SUCCESS and rail.made() == 1
     assert flow.balance(PAYOUTS_SETTLED_ACCOUNT) == 25_000 and flow.world.balance(ASHA) == 75_000
     assert len(rail.creates) == 1 and rail.fetches == [ref, ref]
 
@@ -1032,5 +1034,5 @@ def test_event_ids_are_what_the_provider_sends(flow: RailFlow, asha: Phone, rail
         event_id = headers["X-Razorpay-Event-Id"]
     else:
         event_id = "sha256:" + hashlib.sha256(body).hexdigest()
-    event = flow.svc.store.read(lambda tx: tx.find_provider_event(rail.name, event_id))
+    event = flow.svc.store.read(lambda uow: uow.find_provider_event(rail.name, event_id))
     assert event is not None and (event.reference, event.outcome) == (ref, "applied")

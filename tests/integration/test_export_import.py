@@ -21,8 +21,8 @@ from app import create_app
 from app.bootstrap import Services
 from app.services import admin
 from sms import replies
-from storage import transfer
-from storage.models import OutboundSms, TxState
+from storage import models, transfer
+from storage.models import OutboundSms, TransactionState
 from tests.conftest import World, b64
 from tests.functional.test_inbound import ASHA, MEERA, RAVI, Routes
 from tests.mongo_server import database_uri, drop_database
@@ -142,23 +142,23 @@ def normalised(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def everything(svc: Services) -> dict[str, Any]:
     """What the service layer reads back, generated ids left out."""
 
-    def read(tx: Any) -> dict[str, Any]:
+    def read(uow: Any) -> dict[str, Any]:
         # by reference: transactions() leaves the order of equal times to the backend
-        txns = sorted(tx.transactions(limit=1000), key=lambda t: t.reference)
+        txns = sorted(uow.search_transactions(limit=1000), key=lambda t: t.reference)
         return {
-            "users": [tx.get_user_by_phone(p) for p in (ASHA, RAVI, MEERA)],
-            "balances": [tx.balance(u.account) for u in map(tx.get_user_by_phone, (ASHA, RAVI))],
-            "total": tx.total_balance(),
+            "users": [uow.get_user_by_phone(p) for p in (ASHA, RAVI, MEERA)],
+            "balances": [uow.balance(u.account) for u in map(uow.get_user_by_phone, (ASHA, RAVI))],
+            "total": uow.total_balance(),
             "transactions": txns,
-            "events": [tx.events(t.reference) for t in txns],
-            "postings": [[e.postings for e in tx.entries(t.reference)] for t in txns],
+            "events": [uow.events(t.reference) for t in txns],
+            "postings": [[e.postings for e in uow.entries(t.reference)] for t in txns],
             "inbound": [
-                [(r.route, r.outcome, r.reply, r.deliveries, r.counter) for r in tx.inbound_for(p)]
+                [(r.route, r.outcome, r.reply, r.deliveries, r.counter) for r in uow.inbound_for(p)]
                 for p in (ASHA, RAVI, MEERA)
             ],  # fmt: skip
-            "devices": tx.devices(),
-            "gateways": tx.gateways(),
-            "outbox": [(m.to, m.body, m.reference, m.status) for m in tx.outbox(1000)],
+            "devices": uow.devices(),
+            "gateways": uow.gateways(),
+            "outbox": [(m.to, m.body, m.reference, m.status) for m in uow.outbox(1000)],
         }
 
     return svc.store.read(read)
@@ -360,7 +360,7 @@ def test_order_is_kept_across_import_batches(
     transfer.import_records(target, again)
     assert transfer.verify(target, expected) == []
     for store in (svc.store, target):
-        bodies = store.read(lambda tx: [m.body for m in tx.outbox(limit=count)])
+        bodies = store.read(lambda uow: [m.body for m in uow.outbox(limit=count)])
         assert bodies == [m.body for m in messages]
 
 
@@ -382,8 +382,8 @@ def test_an_export_that_sees_writes_is_refused(
     world.user(ASHA, rupees=10)
     real = transfer.summarize
 
-    def stale(tx: Any) -> transfer.Summary:  # as if a payment landed between two reads
-        s = real(tx)
+    def stale(uow: Any) -> transfer.Summary:  # as if a payment landed between two reads
+        s = real(uow)
         return transfer.Summary(s.counts, s.total_balance + 1)
 
     monkeypatch.setattr(transfer, "summarize", stale)
@@ -393,10 +393,10 @@ def test_an_export_that_sees_writes_is_refused(
 
 def test_records_survive_json_exactly(svc: Services, world: World) -> None:
     world.user(ASHA, rupees=10)
-    for kind, record in svc.store.read(lambda tx: list(transfer.export_records(tx))):
+    for kind, record in svc.store.read(lambda uow: list(transfer.export_records(uow))):
         line = json.loads(transfer.record_line(kind, record))
-        assert transfer.from_json(transfer.RECORDS[kind], line["record"], kind) == record
-    assert TxState.SUCCESS.value == transfer.to_json(TxState.SUCCESS)
+        assert transfer.from_json(models.RECORDS[kind], line["record"], kind) == record
+    assert TransactionState.SUCCESS.value == transfer.to_json(TransactionState.SUCCESS)
 
 
 def test_every_table_or_collection_is_exported(svc: Services, backend: str) -> None:
@@ -410,7 +410,7 @@ def test_every_table_or_collection_is_exported(svc: Services, backend: str) -> N
                 r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             }
     travel_inside = {"postings", "transaction_events"}
-    assert names - travel_inside - transfer.NOT_EXPORTED == set(transfer.KINDS)
+    assert names - travel_inside - models.NOT_EXPORTED == set(models.KINDS)
 
 
 def test_json_objects_and_any_pass_through() -> None:

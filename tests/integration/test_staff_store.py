@@ -15,7 +15,7 @@ from app.bootstrap import Services
 from app.services import review, staff
 from storage import transfer
 from storage.contract import Store
-from storage.models import StaffRole, TxState
+from storage.models import StaffRole, TransactionState
 from storage.mongo import MongoStore
 from storage.sqlite import SqliteStore
 from tests.conftest import World
@@ -49,7 +49,7 @@ def test_staff_tokens_and_audit_move_to_the_other_backend(
     _, token = staff.add_staff(svc, "ada", StaffRole.ADMIN, "test")
     staff.set_password(svc, "ada", "a long enough password", "test")
     held = review.hold_payment(svc, ASHA, RAVI, 1_000, "rule")
-    admin = svc.store.read(lambda tx: tx.get_staff_by_name("ada"))
+    admin = svc.store.read(lambda uow: uow.get_staff_by_name("ada"))
     review.approve(svc, admin, held.reference, "checked")
     out = io.StringIO()
     summary = transfer.write_export(svc.store, out)
@@ -60,12 +60,12 @@ def test_staff_tokens_and_audit_move_to_the_other_backend(
     transfer.import_records(other_store, records)
     assert transfer.verify(other_store, expected) == []
 
-    def staff_part(tx: Any) -> tuple[Any, ...]:
-        member = tx.get_staff_by_name("ada")
-        return member, tx.tokens_of(member.id), tx.audit_entries(10)
+    def staff_part(uow: Any) -> tuple[Any, ...]:
+        member = uow.get_staff_by_name("ada")
+        return member, uow.tokens_of(member.id), uow.audit_entries(10)
 
     assert other_store.read(staff_part) == svc.store.read(staff_part)
-    found = other_store.read(lambda tx: tx.get_token(staff.hash_token(token)))
+    found = other_store.read(lambda uow: uow.get_token(staff.hash_token(token)))
     assert found is not None and found.revoked_at is None
 
 
@@ -74,11 +74,11 @@ def test_revoking_by_prefix_or_staff_member(svc: Services, clock: FakeClock) -> 
     second = staff.issue_token(svc, "ada", "test")
     sam, third = staff.add_staff(svc, "sam", StaffRole.SUPPORT, "test")
 
-    def revoke(tx: Any) -> tuple[int, int, int]:
+    def revoke(uow: Any) -> tuple[int, int, int]:
         return (
-            tx.revoke_tokens(clock.now(), prefix=first[: staff.SHOWN_PREFIX]),
-            tx.revoke_tokens(clock.now(), prefix=first[: staff.SHOWN_PREFIX]),
-            tx.revoke_tokens(clock.now(), staff_id=ada.id),
+            uow.revoke_tokens(clock.now(), prefix=first[: staff.SHOWN_PREFIX]),
+            uow.revoke_tokens(clock.now(), prefix=first[: staff.SHOWN_PREFIX]),
+            uow.revoke_tokens(clock.now(), staff_id=ada.id),
         )
 
     assert svc.store.atomic(revoke) == (1, 0, 1)
@@ -97,15 +97,15 @@ def test_search_pages_in_both_orders_and_filters(
         refs.append(review.hold_payment(svc, ASHA, RAVI, 100, "rule").reference)
 
     def search(**kw: Any) -> list[str]:
-        return [t.reference for t in svc.store.read(lambda tx: tx.search_transactions(**kw))]
+        return [t.reference for t in svc.store.read(lambda uow: uow.search_transactions(**kw))]
 
-    assert search(state=TxState.FLAGGED, limit=2) == refs[::-1][:2]
-    assert search(state=TxState.FLAGGED, limit=2, offset=2) == refs[::-1][2:4]
-    assert search(state=TxState.FLAGGED, oldest_first=True, limit=10) == refs
+    assert search(state=TransactionState.FLAGGED, limit=2) == refs[::-1][:2]
+    assert search(state=TransactionState.FLAGGED, limit=2, offset=2) == refs[::-1][2:4]
+    assert search(state=TransactionState.FLAGGED, oldest_first=True, limit=10) == refs
     assert search(phone=RAVI, since=clock.now() - 1.5, until=clock.now() + 1) == refs[::-1][:2]
     assert search(reference=refs[2]) == [refs[2]]
-    groups = svc.store.read(lambda tx: tx.transaction_groups(0, clock.now() + 1))
-    flagged = [g for g in groups if g.state is TxState.FLAGGED]
+    groups = svc.store.read(lambda uow: uow.transaction_groups(0, clock.now() + 1))
+    flagged = [g for g in groups if g.state is TransactionState.FLAGGED]
     assert [(g.channel, g.count, g.amount) for g in flagged] == [("risk", 5, 500)]
 
 

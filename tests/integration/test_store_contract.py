@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from crypto.replay import ReplayWindow
-from storage.contract import Store, Tx
+from storage.contract import Store, UnitOfWork
 from storage.errors import DuplicateKey, InsufficientFunds, NotFound, UnbalancedEntry
 from storage.models import (
     Device,
@@ -18,8 +18,8 @@ from storage.models import (
     Posting,
     TaskerGateway,
     Transaction,
-    TxKind,
-    TxState,
+    TransactionKind,
+    TransactionState,
     User,
 )
 
@@ -35,17 +35,19 @@ def user(uid: str, phone: str) -> User:
 
 
 def txn(ref: str, payer: str = "u1", amount: int = 100, at: float = 10.0) -> Transaction:
-    return Transaction(ref, TxKind.TRANSFER, amount, TxState.PENDING, at, at, payer_id=payer,
-                       payer_phone="+911111111111", payee="+912222222222")  # fmt: skip
+    return Transaction(
+        ref, TransactionKind.TRANSFER, amount, TransactionState.PENDING, at, at, payer_id=payer,
+        payer_phone="+911111111111", payee="+912222222222",
+    )  # fmt: skip
 
 
 def with_accounts(store: Store, balance: int = 0) -> None:
-    def unit(tx: Tx) -> None:
-        tx.create_account("system:cash_in", allow_negative=True)
-        tx.create_account("user:a")
-        tx.create_account("user:b")
+    def unit(uow: UnitOfWork) -> None:
+        uow.create_account("system:cash_in", allow_negative=True)
+        uow.create_account("user:a")
+        uow.create_account("user:b")
         if balance:
-            tx.post_entry(
+            uow.post_entry(
                 "SEED", [Posting("system:cash_in", -balance), Posting("user:a", balance)], 1
             )
 
@@ -53,152 +55,159 @@ def with_accounts(store: Store, balance: int = 0) -> None:
 
 
 def test_users_are_unique_by_id_and_phone(store: Store) -> None:
-    store.atomic(lambda tx: tx.insert_user(user("u1", "+911111111111")))
+    store.atomic(lambda uow: uow.insert_user(user("u1", "+911111111111")))
     for dup in (user("u1", "+912222222222"), user("u2", "+911111111111")):
         with pytest.raises(DuplicateKey):
-            store.atomic(lambda tx, d=dup: tx.insert_user(d))
-    found = store.read(lambda tx: tx.get_user_by_phone("+911111111111"))
+            store.atomic(lambda uow, d=dup: uow.insert_user(d))
+    found = store.read(lambda uow: uow.get_user_by_phone("+911111111111"))
     assert found == user("u1", "+911111111111")
-    store.atomic(lambda tx: tx.set_pin_state("u1", 2, 99.5))
-    again = store.read(lambda tx: tx.get_user("u1"))
+    store.atomic(lambda uow: uow.set_pin_state("u1", 2, 99.5))
+    again = store.read(lambda uow: uow.get_user("u1"))
     assert (again.failed_pin_attempts, again.locked_until) == (2, 99.5)
-    assert store.read(lambda tx: tx.get_user("nobody")) is None
+    assert store.read(lambda uow: uow.get_user("nobody")) is None
     with pytest.raises(NotFound):
-        store.atomic(lambda tx: tx.set_pin_state("nobody", 0, None))
+        store.atomic(lambda uow: uow.set_pin_state("nobody", 0, None))
 
 
 def test_ledger_entries_balance_and_never_overdraw(store: Store) -> None:
     with_accounts(store, balance=500)
     with pytest.raises(UnbalancedEntry):
         store.atomic(
-            lambda tx: tx.post_entry("X", [Posting("user:a", -1), Posting("user:b", 2)], 2)
+            lambda uow: uow.post_entry("X", [Posting("user:a", -1), Posting("user:b", 2)], 2)
         )
     with pytest.raises(InsufficientFunds):
         store.atomic(
-            lambda tx: tx.post_entry("X", [Posting("user:a", -501), Posting("user:b", 501)], 2)
+            lambda uow: uow.post_entry("X", [Posting("user:a", -501), Posting("user:b", 501)], 2)
         )
     with pytest.raises(NotFound):
-        store.atomic(lambda tx: tx.post_entry("X", [Posting("user:a", -1), Posting("nope", 1)], 2))
+        store.atomic(
+            lambda uow: uow.post_entry("X", [Posting("user:a", -1), Posting("nope", 1)], 2)
+        )
     store.atomic(
-        lambda tx: tx.post_entry("T1", [Posting("user:a", -500), Posting("user:b", 500)], 3)
+        lambda uow: uow.post_entry("T1", [Posting("user:a", -500), Posting("user:b", 500)], 3)
     )
 
-    def read(tx: Tx) -> tuple[int, int, int, int, Any]:
-        return (tx.balance("user:a"), tx.balance("user:b"), tx.balance("system:cash_in"),
-                tx.total_balance(), tx.entries("T1"))  # fmt: skip
+    def read(uow: UnitOfWork) -> tuple[int, int, int, int, Any]:
+        return (uow.balance("user:a"), uow.balance("user:b"), uow.balance("system:cash_in"),
+                uow.total_balance(), uow.entries("T1"))  # fmt: skip
 
     a, b, cash, total, entries = store.read(read)
     assert (a, b, cash, total) == (0, 500, -500, 0)
     assert [p.amount for p in entries[0].postings] == [-500, 500]
-    assert store.read(lambda tx: tx.entries("X")) == []
+    assert store.read(lambda uow: uow.entries("X")) == []
 
 
 def test_a_failed_unit_of_work_leaves_nothing_behind(store: Store) -> None:
     with_accounts(store, balance=100)
 
-    def unit(tx: Tx) -> None:
-        tx.insert_transaction(txn("REF1"), "created")
-        tx.post_entry("REF1", [Posting("user:a", -60), Posting("user:b", 60)], 2)
-        tx.post_entry("REF1", [Posting("user:a", -60), Posting("user:b", 60)], 2)  # overdraws
+    def unit(uow: UnitOfWork) -> None:
+        uow.insert_transaction(txn("REF1"), "created")
+        uow.post_entry("REF1", [Posting("user:a", -60), Posting("user:b", 60)], 2)
+        uow.post_entry("REF1", [Posting("user:a", -60), Posting("user:b", 60)], 2)  # overdraws
 
     with pytest.raises(InsufficientFunds):
         store.atomic(unit)
-    assert store.read(lambda tx: (tx.balance("user:a"), tx.get_transaction("REF1"))) == (100, None)
+    assert store.read(lambda uow: (uow.balance("user:a"), uow.get_transaction("REF1"))) == (
+        100,
+        None,
+    )
 
 
 def test_transactions_keep_an_ordered_history(store: Store) -> None:
-    store.atomic(lambda tx: tx.insert_transaction(txn("REF1"), "created"))
-    store.atomic(lambda tx: tx.set_state("REF1", TxState.PROCESSING, "sent", 11.0))
-    store.atomic(lambda tx: tx.set_state("REF1", TxState.SUCCESS, "settled", 12.0))
+    store.atomic(lambda uow: uow.insert_transaction(txn("REF1"), "created"))
+    store.atomic(lambda uow: uow.set_state("REF1", TransactionState.PROCESSING, "sent", 11.0))
+    store.atomic(lambda uow: uow.set_state("REF1", TransactionState.SUCCESS, "settled", 12.0))
     with pytest.raises(DuplicateKey):
-        store.atomic(lambda tx: tx.insert_transaction(txn("REF1"), "again"))
-    got = store.read(lambda tx: tx.get_transaction("REF1"))
-    assert got.state is TxState.SUCCESS and got.updated_at == 12.0 and got.reason == "settled"
-    events = store.read(lambda tx: tx.events("REF1"))
+        store.atomic(lambda uow: uow.insert_transaction(txn("REF1"), "again"))
+    got = store.read(lambda uow: uow.get_transaction("REF1"))
+    assert (
+        got.state is TransactionState.SUCCESS and got.updated_at == 12.0 and got.reason == "settled"
+    )
+    events = store.read(lambda uow: uow.events("REF1"))
     assert [(e.state.value, e.reason) for e in events] == [
         ("PENDING", "created"), ("PROCESSING", "sent"), ("SUCCESS", "settled")]  # fmt: skip
 
 
 def test_debited_since_counts_live_payments_of_that_payer_only(store: Store) -> None:
-    def unit(tx: Tx) -> None:
-        tx.insert_transaction(txn("R1", "u1", 100, 10.0), "c")
-        tx.insert_transaction(txn("R2", "u1", 200, 20.0), "c")
-        tx.insert_transaction(txn("R3", "u1", 400, 30.0), "c")
-        tx.set_state("R3", TxState.FAILED, "refused", 30.0)
-        tx.insert_transaction(txn("R4", "u2", 800, 30.0), "c")
+    def unit(uow: UnitOfWork) -> None:
+        uow.insert_transaction(txn("R1", "u1", 100, 10.0), "c")
+        uow.insert_transaction(txn("R2", "u1", 200, 20.0), "c")
+        uow.insert_transaction(txn("R3", "u1", 400, 30.0), "c")
+        uow.set_state("R3", TransactionState.FAILED, "refused", 30.0)
+        uow.insert_transaction(txn("R4", "u2", 800, 30.0), "c")
 
     store.atomic(unit)
-    assert store.read(lambda tx: tx.debited_since("u1", 0)) == 300
-    assert store.read(lambda tx: tx.debited_since("u1", 15)) == 200
-    listed = store.read(lambda tx: tx.transactions(phone="+911111111111", limit=10))
+    assert store.read(lambda uow: uow.debited_since("u1", 0)) == 300
+    assert store.read(lambda uow: uow.debited_since("u1", 15)) == 200
+    listed = store.read(lambda uow: uow.search_transactions(phone="+911111111111", limit=10))
     assert {t.reference for t in listed} == {"R1", "R2", "R3", "R4"}
     assert [t.created_at for t in listed] == [30.0, 30.0, 20.0, 10.0]  # newest first
-    assert store.read(lambda tx: tx.transactions(phone="+919999999999")) == []
-    failed = store.read(lambda tx: tx.transactions(state=TxState.FAILED))
+    assert store.read(lambda uow: uow.search_transactions(phone="+919999999999")) == []
+    failed = store.read(lambda uow: uow.search_transactions(state=TransactionState.FAILED))
     assert [t.reference for t in failed] == ["R3"]
 
 
 def test_devices_windows_and_gateways(store: Store) -> None:
-    store.atomic(lambda tx: tx.insert_user(user("u1", "+911111111111")))
+    store.atomic(lambda uow: uow.insert_user(user("u1", "+911111111111")))
     device = Device(7, "u1", "+911111111111", b"wrapped", 1.0)
-    store.atomic(lambda tx: tx.insert_device(device))
+    store.atomic(lambda uow: uow.insert_device(device))
     with pytest.raises(DuplicateKey):
-        store.atomic(lambda tx: tx.insert_device(device))
+        store.atomic(lambda uow: uow.insert_device(device))
     window = ReplayWindow().accept(70).accept(3 + 64 + 2)
-    store.atomic(lambda tx: tx.save_window(7, window, 5.0))
-    got = store.read(lambda tx: tx.get_device(7))
+    store.atomic(lambda uow: uow.save_window(7, window, 5.0))
+    got = store.read(lambda uow: uow.get_device(7))
     assert got.window == window and got.last_seen_at == 5.0 and got.active
     big = ReplayWindow(2**32 - 1, 2**64 - 1)  # the whole bitmap survives the round trip
-    store.atomic(lambda tx: tx.save_window(7, big, 6.0))
-    assert store.read(lambda tx: tx.get_device(7)).window == big
-    assert store.atomic(lambda tx: tx.deactivate_devices("u1")) == 1
-    assert not store.read(lambda tx: tx.get_device(7)).active
+    store.atomic(lambda uow: uow.save_window(7, big, 6.0))
+    assert store.read(lambda uow: uow.get_device(7)).window == big
+    assert store.atomic(lambda uow: uow.deactivate_devices("u1")) == 1
+    assert not store.read(lambda uow: uow.get_device(7)).active
 
-    store.atomic(lambda tx: tx.insert_gateway(TaskerGateway("shop-1", b"secret", 1.0)))
-    store.atomic(lambda tx: tx.touch_gateway("shop-1", 9.0))
-    assert store.read(lambda tx: tx.get_gateway("shop-1")).last_seen_at == 9.0
+    store.atomic(lambda uow: uow.insert_gateway(TaskerGateway("shop-1", b"secret", 1.0)))
+    store.atomic(lambda uow: uow.touch_gateway("shop-1", 9.0))
+    assert store.read(lambda uow: uow.get_gateway("shop-1")).last_seen_at == 9.0
     with pytest.raises(DuplicateKey):
-        store.atomic(lambda tx: tx.insert_gateway(TaskerGateway("shop-1", b"x", 1.0)))
+        store.atomic(lambda uow: uow.insert_gateway(TaskerGateway("shop-1", b"x", 1.0)))
 
 
 def test_inbound_provider_ids_and_frames_are_unique(store: Store) -> None:
     rec = InboundRecord("twilio", "+911111111111", 1.0, "paid", "ok", provider_message_id="SM1")
-    store.atomic(lambda tx: tx.insert_inbound(rec))
+    store.atomic(lambda uow: uow.insert_inbound(rec))
     with pytest.raises(DuplicateKey):
-        store.atomic(lambda tx: tx.insert_inbound(rec))
+        store.atomic(lambda uow: uow.insert_inbound(rec))
     # same id on another route, and any number of records without a provider id, are fine
-    store.atomic(lambda tx: tx.insert_inbound(InboundRecord(
+    store.atomic(lambda uow: uow.insert_inbound(InboundRecord(
         "tasker", "+911111111111", 2.0, "paid", "ok", provider_message_id="SM1")))  # fmt: skip
     for _ in range(2):
-        store.atomic(lambda tx: tx.insert_inbound(
+        store.atomic(lambda uow: uow.insert_inbound(
             InboundRecord("tasker", "+911111111111", 3.0, "help", "h")))  # fmt: skip
-    found = store.read(lambda tx: tx.find_inbound("twilio", "SM1"))
+    found = store.read(lambda uow: uow.find_inbound("twilio", "SM1"))
     assert found is not None and found.outcome == "paid"
-    store.atomic(lambda tx: tx.count_redelivery(found.id))
-    assert store.read(lambda tx: tx.find_inbound("twilio", "SM1")).deliveries == 2
-    assert len(store.read(lambda tx: tx.inbound_for("+911111111111"))) == 4
+    store.atomic(lambda uow: uow.count_redelivery(found.id))
+    assert store.read(lambda uow: uow.find_inbound("twilio", "SM1")).deliveries == 2
+    assert len(store.read(lambda uow: uow.inbound_for("+911111111111"))) == 4
 
     frame = FrameRecord(7, 1, "paid", "reply", 1.0, "REF")
-    store.atomic(lambda tx: tx.insert_frame(frame))
+    store.atomic(lambda uow: uow.insert_frame(frame))
     with pytest.raises(DuplicateKey):
-        store.atomic(lambda tx: tx.insert_frame(frame))
-    assert store.read(lambda tx: tx.find_frame(7, 1)) == frame
-    assert store.read(lambda tx: tx.find_frame(7, 2)) is None
+        store.atomic(lambda uow: uow.insert_frame(frame))
+    assert store.read(lambda uow: uow.find_frame(7, 1)) == frame
+    assert store.read(lambda uow: uow.find_frame(7, 2)) is None
 
 
 def test_outbox_and_meta(store: Store) -> None:
-    store.atomic(lambda tx: tx.enqueue_sms(OutboundSms("+911111111111", "hi", 1.0, "REF")))
-    [msg] = store.read(lambda tx: tx.outbox())
+    store.atomic(lambda uow: uow.enqueue_sms(OutboundSms("+911111111111", "hi", 1.0, "REF")))
+    [msg] = store.read(lambda uow: uow.outbox())
     assert (msg.to, msg.body, msg.reference, msg.status) == (
         "+911111111111",
         "hi",
         "REF",
         "pending",
     )
-    assert store.atomic(lambda tx: tx.put_meta_if_absent("k", b"first")) == b"first"
-    assert store.atomic(lambda tx: tx.put_meta_if_absent("k", b"second")) == b"first"
-    store.atomic(lambda tx: tx.set_meta("k", b"third"))
-    assert store.read(lambda tx: tx.get_meta("k")) == b"third"
+    assert store.atomic(lambda uow: uow.put_meta_if_absent("k", b"first")) == b"first"
+    assert store.atomic(lambda uow: uow.put_meta_if_absent("k", b"second")) == b"first"
+    store.atomic(lambda uow: uow.set_meta("k", b"third"))
+    assert store.read(lambda uow: uow.get_meta("k")) == b"third"
 
 
 def test_concurrent_units_claiming_one_frame_run_the_work_once(store: Store) -> None:
@@ -208,12 +217,12 @@ def test_concurrent_units_claiming_one_frame_run_the_work_once(store: Store) -> 
     answers: list[str] = []
     barrier = threading.Barrier(8)
 
-    def unit(tx: Tx) -> str:
-        seen = tx.find_frame(9, 1)
+    def unit(uow: UnitOfWork) -> str:
+        seen = uow.find_frame(9, 1)
         if seen is not None:
             return "duplicate:" + seen.reply
-        tx.post_entry("PAY", [Posting("user:a", -100), Posting("user:b", 100)], 1)
-        tx.insert_frame(FrameRecord(9, 1, "paid", "paid once", 1.0))
+        uow.post_entry("PAY", [Posting("user:a", -100), Posting("user:b", 100)], 1)
+        uow.insert_frame(FrameRecord(9, 1, "paid", "paid once", 1.0))
         return "paid once"
 
     def worker() -> None:
@@ -226,7 +235,7 @@ def test_concurrent_units_claiming_one_frame_run_the_work_once(store: Store) -> 
     for t in threads:
         t.join(timeout=60)
     assert sorted(answers) == ["duplicate:paid once"] * 7 + ["paid once"]
-    assert store.read(lambda tx: (tx.balance("user:a"), tx.balance("user:b"))) == (900, 100)
+    assert store.read(lambda uow: (uow.balance("user:a"), uow.balance("user:b"))) == (900, 100)
 
 
 def test_init_is_idempotent_and_ping_answers(store: Store) -> None:

@@ -40,19 +40,21 @@ def enqueue(svc: Services, key: str, run_after: float | None = None, kind: str =
     now = svc.clock.now()
     payload = {"key": key, "n": 1}
     return svc.store.atomic(
-        lambda tx: tx.enqueue_job(kind, key, payload, now if run_after is None else run_after, now)
+        lambda uow: uow.enqueue_job(
+            kind, key, payload, now if run_after is None else run_after, now
+        )
     )
 
 
 def job(svc: Services, key: str) -> Job:
-    found = [j for j in svc.store.read(lambda tx: tx.jobs(limit=1000)) if j.key == key]
+    found = [j for j in svc.store.read(lambda uow: uow.jobs(limit=1000)) if j.key == key]
     assert len(found) == 1
     return found[0]
 
 
 def claim(svc: Services, owner: str, kinds: tuple[str, ...] = ("test",)) -> Job | None:
     now, lease = svc.clock.now(), svc.settings.worker_lease_seconds
-    return svc.store.atomic(lambda tx: tx.claim_job(owner, now, lease, list(kinds)))
+    return svc.store.atomic(lambda uow: uow.claim_job(owner, now, lease, list(kinds)))
 
 
 def boom(job: Job) -> Retry | None:
@@ -125,15 +127,15 @@ def test_an_expired_lease_passes_to_another_worker_and_the_first_loses_the_job(
 
     now = clock.now()
     # worker-a wakes up: it can no longer finish, retry or bury the job
-    assert svc.store.atomic(lambda tx: tx.finish_job(first.id, "worker-a", now)) is False
+    assert svc.store.atomic(lambda uow: uow.finish_job(first.id, "worker-a", now)) is False
     assert (
-        svc.store.atomic(lambda tx: tx.retry_job(first.id, "worker-a", now + 5, "late", now))
+        svc.store.atomic(lambda uow: uow.retry_job(first.id, "worker-a", now + 5, "late", now))
         is False
     )
-    assert svc.store.atomic(lambda tx: tx.bury_job(first.id, "worker-a", "late", now)) is False
+    assert svc.store.atomic(lambda uow: uow.bury_job(first.id, "worker-a", "late", now)) is False
     held = job(svc, "leased")
     assert held.status is JobStatus.RUNNING and held.lease_owner == "worker-b"
-    assert svc.store.atomic(lambda tx: tx.finish_job(second.id, "worker-b", now)) is True
+    assert svc.store.atomic(lambda uow: uow.finish_job(second.id, "worker-b", now)) is True
     assert job(svc, "leased").status is JobStatus.DONE
 
 
@@ -260,7 +262,8 @@ def test_enqueue_with_the_same_key_twice_keeps_one_job(svc: Services, clock: Fak
     now = clock.now()
     second: dict[str, Any] = {"key": "other"}
     assert (
-        svc.store.atomic(lambda tx: tx.enqueue_job("test", "once", second, now + 99, now)) is False
+        svc.store.atomic(lambda uow: uow.enqueue_job("test", "once", second, now + 99, now))
+        is False
     )
     kept = job(svc, "once")
     assert kept.payload == {"key": "once", "n": 1} and kept.run_after == now
@@ -287,7 +290,7 @@ def test_stop_makes_run_return_after_the_current_job(svc: Services) -> None:
     handlers["test"] = handler
     assert worker.run(idle_sleep=0) == 1
     assert [run[0] for run in handler.runs] == ["j1"]
-    statuses = {j.key: j.status for j in svc.store.read(lambda tx: tx.jobs())}
+    statuses = {j.key: j.status for j in svc.store.read(lambda uow: uow.jobs())}
     assert statuses == {"j1": JobStatus.DONE, "j2": JobStatus.PENDING, "j3": JobStatus.PENDING}
 
 
@@ -322,16 +325,18 @@ def test_sigterm_stops_the_worker_gracefully(svc: Services) -> None:
 def test_a_job_that_kills_its_worker_every_time_is_buried(svc: Services, clock: FakeClock) -> None:
     """A job whose handler takes the worker down is reclaimed after each lease, and once it has
     used every attempt it goes to the dead letters instead of running forever."""
-    svc.store.atomic(lambda tx: tx.enqueue_job("crash", "crash:1", {}, clock.now(), clock.now()))
+    svc.store.atomic(lambda uow: uow.enqueue_job("crash", "crash:1", {}, clock.now(), clock.now()))
     max_attempts = svc.settings.worker_max_attempts
     for n in range(max_attempts):
         owner = f"doomed-{n}"
-        claimed = svc.store.atomic(lambda tx, o=owner: tx.claim_job(o, clock.now(), 60, ["crash"]))
+        claimed = svc.store.atomic(
+            lambda uow, o=owner: uow.claim_job(o, clock.now(), 60, ["crash"])
+        )
         assert claimed is not None and claimed.attempts == n + 1
         clock.advance(61)  # the worker died holding it; the lease runs out
     ran: list[str] = []
     survivor = Worker(svc, {"crash": lambda s, j: ran.append(j.key)})
     assert survivor.run_once()
     assert ran == []
-    [dead] = svc.store.read(lambda tx: tx.jobs(JobStatus.DEAD))
+    [dead] = svc.store.read(lambda uow: uow.jobs(JobStatus.DEAD))
     assert dead.key == "crash:1" and "stopped during each" in dead.last_error

@@ -13,7 +13,7 @@ from marshmallow import RAISE, Schema, fields, validate
 
 from sms.instructions import MAX_AMOUNT_PAISE, REFERENCE_ALPHABET, REFERENCE_LENGTH
 from sms.numbers import mask_party
-from storage.models import JobStatus, StaffRole, TxKind, TxState
+from storage.models import JobStatus, StaffRole, TransactionKind, TransactionState
 
 PHONE_PATTERN = r"^\+[1-9][0-9]{6,14}$"
 REFERENCE_PATTERN = f"^[{REFERENCE_ALPHABET}]{{{REFERENCE_LENGTH}}}$"
@@ -64,7 +64,7 @@ class TransactionQuery(PageQuery):
         validate=validate.Regexp(REFERENCE_PATTERN, error="a 10-character reference")
     )
     phone = _phone("payer or payee")
-    state = fields.Enum(TxState, by_value=True)
+    state = fields.Enum(TransactionState, by_value=True)
     since = fields.Date(metadata={"description": "first local day"})
     until = fields.Date(metadata={"description": "last local day"})
 
@@ -118,9 +118,9 @@ class TransactionSummarySchema(Schema):
     """A transaction in a list: phone numbers masked."""
 
     reference = fields.String(required=True)
-    kind = fields.Enum(TxKind, by_value=True, required=True)
+    kind = fields.Enum(TransactionKind, by_value=True, required=True)
     amount = fields.Integer(required=True, metadata={"description": "paise"})
-    state = fields.Enum(TxState, by_value=True, required=True)
+    state = fields.Enum(TransactionState, by_value=True, required=True)
     reason = fields.String()
     channel = fields.String()
     created_at = Timestamp(required=True)

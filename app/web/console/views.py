@@ -30,7 +30,7 @@ from app.web.console import security
 from sms.instructions import format_rupees, parse_rupees
 from sms.numbers import mask_party
 from storage.errors import InsufficientFunds
-from storage.models import StaffRole, TxState
+from storage.models import StaffRole, TransactionState
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 Page = str | BaseResponse | tuple[str, int]
@@ -148,7 +148,7 @@ def transactions() -> Page:
     results = support.search(services(), query) if query is not None and request.args else None
     args = {k: v for k, v in request.args.items() if k != "page"}
     return _render("transactions.html", results=results, problems=problems, args=args,
-                   states=[s.value for s in TxState])  # fmt: skip
+                   states=[s.value for s in TransactionState])  # fmt: skip
 
 
 @bp.get("/transactions/<reference>")

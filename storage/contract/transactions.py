@@ -1,0 +1,60 @@
+"""Transactions (payments and credits) with their append-only history, and the queries over them."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from storage.models import Transaction, TransactionEvent, TransactionGroup, TransactionState
+
+
+class Transactions(Protocol):
+    """A transaction's reference is unique; every state change appends one event."""
+
+    def insert_transaction(self, txn: Transaction, reason: str) -> None:
+        """Add a transaction and its first event; DuplicateKey if the reference is taken."""
+        ...
+
+    def set_state(self, reference: str, state: TransactionState, reason: str, at: float) -> None:
+        """Move a transaction to `state` and append the event; NotFound for an unknown reference.
+
+        The store does not judge transitions: app/services/ledger.py holds the allowed ones.
+        """
+        ...
+
+    def get_transaction(self, reference: str) -> Transaction | None:
+        """The transaction with this reference, or None."""
+        ...
+
+    def events(self, reference: str) -> list[TransactionEvent]:
+        """Every state the transaction went through, oldest first."""
+        ...
+
+    def debited_since(self, user_id: str, since: float) -> int:
+        """Paise a payer committed since `since` (PENDING, PROCESSING, SUCCESS, FLAGGED)."""
+        ...
+
+    def search_transactions(
+        self,
+        phone: str | None = None,
+        state: TransactionState | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        reference: str | None = None,
+        oldest_first: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Transaction]:
+        """Transactions matching every given filter, by creation time then reference.
+
+        `phone` matches payer or payee; [since, until) bounds the creation time. The one query
+        behind the CLI, the API, the console and reconciliation.
+        """
+        ...
+
+    def transaction_groups(self, since: float, until: float) -> list[TransactionGroup]:
+        """Counts and sums of transactions created in [since, until), by state, channel, reason."""
+        ...
+
+    def settle_seconds(self, since: float, until: float, limit: int) -> list[float]:
+        """Seconds from creation to SUCCESS or FAILED, for at most `limit` transactions."""
+        ...

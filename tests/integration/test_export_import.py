@@ -21,7 +21,7 @@ from app import create_app
 from app.bootstrap import Services
 from app.services import admin
 from sms import replies
-from storage import models, transfer
+from storage import models, record_json, transfer
 from storage.models import OutboundSms, TransactionState
 from tests.conftest import World, b64
 from tests.functional.test_inbound import ASHA, MEERA, RAVI, Routes
@@ -395,8 +395,8 @@ def test_records_survive_json_exactly(svc: Services, world: World) -> None:
     world.user(ASHA, rupees=10)
     for kind, record in svc.store.read(lambda uow: list(transfer.export_records(uow))):
         line = json.loads(transfer.record_line(kind, record))
-        assert transfer.from_json(models.RECORDS[kind], line["record"], kind) == record
-    assert TransactionState.SUCCESS.value == transfer.to_json(TransactionState.SUCCESS)
+        assert record_json.from_json(models.RECORDS[kind], line["record"], kind) == record
+    assert TransactionState.SUCCESS.value == record_json.to_json(TransactionState.SUCCESS)
 
 
 def test_every_table_or_collection_is_exported(svc: Services, backend: str) -> None:
@@ -414,7 +414,7 @@ def test_every_table_or_collection_is_exported(svc: Services, backend: str) -> N
 
 
 def test_json_objects_and_any_pass_through() -> None:
-    assert transfer.from_json(dict[str, Any], {"a": [1]}, "payload") == {"a": [1]}
-    assert transfer.from_json(Any, 5, "x") == 5
+    assert record_json.from_json(dict[str, Any], {"a": [1]}, "payload") == {"a": [1]}
+    assert record_json.from_json(Any, 5, "x") == 5
     with pytest.raises(ValueError, match="payload must be an object"):
-        transfer.from_json(dict[str, Any], [], "payload")
+        record_json.from_json(dict[str, Any], [], "payload")

@@ -31,7 +31,7 @@ def api_object(provider: str, response: requests.Response) -> dict[str, Any]:
     """The JSON object a response carries; anything else leaves the outcome unknown."""
     try:
         body = response.json()
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise GatewayUnavailable(f"{provider} answered {response.status_code}, not JSON") from exc
     if not isinstance(body, dict):
         raise GatewayUnavailable(f"{provider} answered {response.status_code}, not an object")
@@ -44,6 +44,8 @@ def webhook_object(provider: str, body: bytes) -> dict[str, Any]:
         event = json.loads(body)
     except ValueError as exc:
         raise WebhookInvalid(f"{provider} webhook body is not JSON") from exc
+    except RecursionError as exc:  # nested deeper than the parser goes: no real event is
+        raise WebhookInvalid(f"{provider} webhook body is nested too deeply") from exc
     if not isinstance(event, dict):
         raise WebhookInvalid(f"{provider} webhook body is not an object")
     return event

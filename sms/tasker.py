@@ -18,6 +18,7 @@ from sms.inbound import InboundSms, Route
 from sms.numbers import is_e164
 
 MAX_SKEW_SECONDS = 300
+MAX_TIMESTAMP_DIGITS = 12  # unix seconds until the year 33658; longer is never a real clock
 
 
 class MalformedTaskerRequest(ValueError):
@@ -40,6 +41,8 @@ def signature_is_valid(
     """Constant-time HMAC check plus the timestamp window."""
     if not timestamp or not signature or not timestamp.isascii() or not timestamp.isdigit():
         return False
+    if len(timestamp) > MAX_TIMESTAMP_DIGITS:  # before int(): no digit limit, no float overflow
+        return False
     if abs(now - int(timestamp)) > max_skew:
         return False
     return hmac.compare_digest(sign(secret, timestamp, body), signature.strip().lower())
@@ -51,6 +54,8 @@ def parse_body(body: bytes, gateway_id: str, received_at: float) -> InboundSms:
         data: Any = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedTaskerRequest("body is not JSON") from exc
+    except RecursionError as exc:  # nested deeper than the parser goes: never a forwarded SMS
+        raise MalformedTaskerRequest("body is nested too deeply") from exc
     if not isinstance(data, dict):
         raise MalformedTaskerRequest("body is not a JSON object")
     sender, text = data.get("from"), data.get("body")

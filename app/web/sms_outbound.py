@@ -92,7 +92,7 @@ def tasker_ack(sms_id: str) -> tuple[dict[str, str], int]:
     gateway_id = _tasker_phone()
     try:
         data: Any = json.loads(request.get_data(cache=True) or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         abort(400, "body is not JSON")
     if not isinstance(data, dict) or data.get("status") not in ("sent", "failed"):
         abort(400, "status must be 'sent' or 'failed'")

@@ -338,6 +338,37 @@ def test_credit_a_wallet_with_a_reason(
     assert missing.status_code == 404
 
 
+@pytest.mark.parametrize("amount", ["100", 10.5, 100.0, True, None, "1e3", [100]])
+def test_a_credit_amount_that_is_not_a_whole_number_of_paise_is_refused(
+    amount: Any,
+    client: FlaskClient,
+    svc: Services,
+    world: World,
+    people: dict[str, Phone],
+    team: Staff,
+) -> None:
+    r = client.post(
+        f"/api/v1/users/%2B{MEERA[1:]}/credit",
+        json={"amount": amount, "reason": "goodwill"},
+        headers=bearer(team.admin),
+    )
+    assert r.status_code == 422 and "amount" in r.get_data(as_text=True)
+    assert world.balance(MEERA) == 0 and world.total() == 0
+    assert svc.store.read(lambda uow: uow.audit_entries(target=MEERA)) == []
+
+
+def test_a_body_nested_too_deeply_is_422(
+    client: FlaskClient, world: World, people: dict[str, Phone], team: Staff
+) -> None:
+    body = b'{"amount": ' + b"[" * 5_000 + b"]" * 5_000 + b', "reason": "x"}'
+    r = client.post(
+        f"/api/v1/users/%2B{MEERA[1:]}/credit",
+        data=body,
+        headers={**bearer(team.admin), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 422 and world.balance(MEERA) == 0
+
+
 def test_audit_log_says_who_did_what_when_and_why(
     client: FlaskClient, svc: Services, people: dict[str, Phone], team: Staff, clock: FakeClock
 ) -> None:

@@ -92,7 +92,10 @@ def _authenticate(role: StaffRole) -> Response | None:
 
 def _load(op: Operation) -> dict[str, Any]:
     if op.body is not None:
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:  # nested deeper than the parser goes
+            data = None
         if not isinstance(data, dict):
             raise ValidationError({"_schema": ["the body must be a JSON object"]})
         loaded: dict[str, Any] = op.body().load(data)

@@ -90,6 +90,7 @@ class CreditBody(ReasonBody):
 
     amount = fields.Integer(
         required=True,
+        strict=True,  # "100" or 10.5 is a mistake to refuse, never paise to guess
         validate=validate.Range(1, MAX_AMOUNT_PAISE),
         metadata={"description": "paise"},
     )

@@ -77,8 +77,13 @@ def encode(key: bytes, key_id: int, counter: int, phone: str, plaintext: str | b
 
 
 def looks_like_frame(text: str) -> bool:
-    """Whether an SMS body claims to be an SP1 frame (as opposed to plain text like HELP)."""
-    return text.strip().startswith(PREFIX.strip())
+    """Whether an SMS body claims to be a frame (as opposed to plain text like HELP).
+
+    Any case and any version ("sp1 ", "SP2 "): such a body gets the one opaque reply of a frame
+    that does not decode, never the plain-text help.
+    """
+    head = text.lstrip()[:3]
+    return head[:2].upper() == "SP" and head[2:3].isascii() and head[2:3].isdigit()
 
 
 @dataclass(frozen=True)

@@ -366,6 +366,16 @@ def test_sms_longer_than_one_segment_is_unreadable(
     assert balances(world) == (100_000, 0)
 
 
+@ROUTES
+def test_a_frame_with_another_case_or_version_gets_the_one_opaque_reply(
+    route: str, routes: Routes, world: World, asha: Phone, ravi: Phone, clock: FakeClock
+) -> None:
+    body = asha.pay(RAVI, 100, at=clock.now())
+    for variant in ("sp1" + body[3:], "SP2" + body[3:], "Sp1 " + body[4:].lower()):
+        assert routes.send(route, ASHA, variant) == (200, replies.UNREADABLE)
+    assert balances(world) == (100_000, 0)
+
+
 def test_malformed_twilio_form_is_400_with_a_reason(client: FlaskClient, world: World) -> None:
     for drop in ("Body", "From", "MessageSid"):
         form = twilio_form(ASHA, "HELP")

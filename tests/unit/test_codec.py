@@ -131,6 +131,19 @@ def test_vector_sms_is_one_gsm7_segment(v: dict[str, Any]) -> None:
     assert codec.looks_like_frame(v["sms"])
 
 
+@pytest.mark.parametrize("body", ["SP1 AAAA", " sp1 AAAA", "Sp1AAAA", "SP2 AAAA", "sp9", "SP0 x"])
+def test_anything_that_claims_to_be_a_frame_is_treated_as_one(body: str) -> None:
+    assert codec.looks_like_frame(body)
+    if not body.startswith("SP1 "):
+        with pytest.raises(codec.InvalidMessage):
+            codec.SealedFrame.parse(body)
+
+
+@pytest.mark.parametrize("body", ["HELP", "SPEND 5", "spa", "SP", "", "S P1", "SP١ x", "pay"])
+def test_plain_text_is_not_a_frame(body: str) -> None:
+    assert not codec.looks_like_frame(body)
+
+
 # --- tampering -----------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ worker_class = "sync"
 timeout = 30
 graceful_timeout = 10
 accesslog = "-"
+logger_class = "app.access_log.MaskingLogger"  # phone numbers masked in the access log
 # No preload: nothing is shared across fork, each worker builds its own connections.
 preload_app = False
 

@@ -35,3 +35,19 @@ def mask_vpa(vpa: str) -> str:
 def mask_party(party: str) -> str:
     """Mask a phone number or a VPA."""
     return mask_vpa(party) if "@" in party else mask_phone(party)
+
+
+# A run of 8 to 15 digits, optionally after "+" or its URL encoding: a phone number in a request
+# line, a query string or a log message (references and amounts are never that long).
+PHONE_IN_TEXT = re.compile(r"(?<![0-9])(\+|%2[Bb])?([0-9]{8,15})(?![0-9])")
+
+
+def mask_numbers_in(text: str) -> str:
+    """Mask every phone number in free text: /users/%2B919876543210 -> /users/%2B91******3210."""
+
+    def masked(match: re.Match[str]) -> str:
+        plus, digits = match.group(1) or "", match.group(2)
+        keep = 2 if plus else 0  # the country code stays, as in mask_phone
+        return plus + digits[:keep] + "*" * (len(digits) - keep - 4) + digits[-4:]
+
+    return PHONE_IN_TEXT.sub(masked, text)

@@ -51,6 +51,11 @@ class Server:
     env: dict[str, str]
     data_dir: Path
 
+    @property
+    def access_log(self) -> Path:
+        """gunicorn's access log, as the production config writes it (numbers masked)."""
+        return self.data_dir.parent / "access.log"
+
     def cli(self, *args: str) -> str:
         """Run `flask --app wsgi ARGS` against this installation; returns stdout."""
         result = subprocess.run(
@@ -98,7 +103,7 @@ def server(
     log = log_path.open("wb")
     proc = subprocess.Popen(
         [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--workers", "2",
-         "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null", "wsgi:app"],
+         "--bind", f"127.0.0.1:{port}", "--access-logfile", str(srv.access_log), "wsgi:app"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
     worker = subprocess.Popen(

@@ -2,20 +2,30 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
-HOST ?= 127.0.0.1
-PORT ?= 8000
+RUNTIME := $(VENV)/.runtime-installed
+DEV := $(VENV)/.dev-installed
+# Where the service listens; exported so the sandbox gateway calls back on the same port.
+export HOST ?= 127.0.0.1
+export PORT ?= 8000
 export SMSPAY_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: install run test lint typecheck unit clean browser-deps
+.PHONY: install install-dev run test lint typecheck unit clean browser-deps
 
-install: $(STAMP)
+# The service's own requirements: what `make run` needs.
+install: $(RUNTIME)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(RUNTIME): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $(RUNTIME)
+
+# Tests, linters and type checks on top: what `make test` needs.
+install-dev: $(DEV)
+
+$(DEV): $(RUNTIME) requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+	touch $(DEV)
 
 # The web processes and one worker (payouts, status checks, links), stopped together.
 run: install
@@ -24,11 +34,11 @@ run: install
 	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(BIN)/gunicorn --config gunicorn.conf.py --bind $(HOST):$(PORT) wsgi:app
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: install
+typecheck: install-dev
 	$(BIN)/mypy
 
 test: lint typecheck

@@ -78,8 +78,9 @@ class Settings:
     )
     sandbox_settle_seconds: int = _setting(3, "Delay before the sandbox settles a payout.")
     sandbox_webhook_url: str = _setting(
-        "http://127.0.0.1:8000/webhooks/razorpay",
-        "Where the sandbox sends its signed webhooks (empty: none; status checks still work).",
+        "auto",
+        "Where the sandbox sends its signed webhooks: `auto` is PUBLIC_BASE_URL, else this machine"
+        " on $PORT (8000), + /webhooks/razorpay; empty: none (status checks still work).",
     )
     payout_poll_schedule: str = _setting(
         "90,1800,7200", "Seconds after a payout to check its status (NPCI: >= 90 s, 3 in 2 h)."
@@ -139,6 +140,8 @@ class Settings:
         if unknown:
             raise ConfigError(f"unknown settings: {sorted(unknown)}")
         values.update(overrides or {})
+        if values.get("sandbox_webhook_url", "auto") == "auto":
+            values["sandbox_webhook_url"] = _sandbox_webhook_url(values, env)
         settings = cls(**values)
         settings.validate()
         return settings
@@ -176,6 +179,17 @@ class Settings:
 
     def __repr__(self) -> str:
         return "Settings(<see docs/configuration.md; secrets hidden>)"
+
+
+def _sandbox_webhook_url(values: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    """Where this installation's own webhook route is reachable: the public URL, or the port the
+    web process binds ($PORT and $HOST, as `make run` and the Procfile use them)."""
+    base = str(values.get("public_base_url") or "").rstrip("/")
+    if not base:
+        host = env.get("HOST", "")
+        host = "127.0.0.1" if host in ("", "0.0.0.0", "::", "[::]") else host
+        base = f"http://{host}:{env.get('PORT') or '8000'}"
+    return base + "/webhooks/razorpay"
 
 
 def markdown_table() -> str:

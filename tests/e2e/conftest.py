@@ -91,11 +91,12 @@ def server(
     env.update(
         SMSPAY_DATA_DIR=str(data_dir),
         SMSPAY_TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
-        SMSPAY_PUBLIC_BASE_URL=url,
+        # as `make run` starts it: no public URL, the sandbox calls back on $HOST:$PORT
+        HOST="127.0.0.1",
+        PORT=str(port),
         SMSPAY_LOG_LEVEL="WARNING",
         SMSPAY_MONGODB_URI=mongodb_uri,
         SMSPAY_SANDBOX_SETTLE_SECONDS="1",
-        SMSPAY_SANDBOX_WEBHOOK_URL=url + "/webhooks/razorpay",
     )
     srv = Server(url, env, data_dir)
     srv.cli("db", "init")

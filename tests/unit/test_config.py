@@ -37,3 +37,24 @@ def test_every_setting_is_documented() -> None:
     for name, _, _ in documented_settings():
         assert f"`{name}`" in doc, name
     assert markdown_table() in doc, "regenerate: flask --app wsgi settings --markdown"
+
+
+@pytest.mark.parametrize(
+    ("environ", "url"),
+    [
+        ({}, "http://127.0.0.1:8000/webhooks/razorpay"),
+        ({"PORT": "9123"}, "http://127.0.0.1:9123/webhooks/razorpay"),
+        ({"PORT": "9123", "HOST": "0.0.0.0"}, "http://127.0.0.1:9123/webhooks/razorpay"),
+        ({"PORT": "9123", "HOST": "10.0.0.5"}, "http://10.0.0.5:9123/webhooks/razorpay"),
+        (
+            {"PORT": "9123", "SMSPAY_PUBLIC_BASE_URL": "https://pay.example.com/"},
+            "https://pay.example.com/webhooks/razorpay",
+        ),
+        ({"PORT": "9123", "SMSPAY_SANDBOX_WEBHOOK_URL": ""}, ""),
+        ({"SMSPAY_SANDBOX_WEBHOOK_URL": "http://127.0.0.1:7000/x"}, "http://127.0.0.1:7000/x"),
+    ],
+)
+def test_the_sandbox_webhook_follows_the_public_url_or_the_bound_port(
+    environ: dict[str, str], url: str
+) -> None:
+    assert Settings.from_env(environ).sandbox_webhook_url == url

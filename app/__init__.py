@@ -34,6 +34,8 @@ def create_app(
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    for gap in settings.missing():
+        logging.getLogger("app.config").warning("%s", gap)
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

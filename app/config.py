@@ -167,6 +167,33 @@ class Settings:
         if not schedule or schedule[0] < 90 or schedule != sorted(schedule):
             raise ConfigError("payout status checks start at 90 s or later, in order (NPCI)")
 
+    def missing(self) -> list[str]:
+        """What an enabled route or rail lacks, one sentence each (logged as warnings at start)."""
+        gaps = []
+        if not self.twilio_auth_token:
+            gaps.append(
+                "SMSPAY_TWILIO_AUTH_TOKEN is unset: /sms/twilio and Twilio's status callbacks"
+                " answer 403 to every request"
+            )
+        needs = {
+            "razorpay": ("razorpay_key_id", "razorpay_key_secret", "razorpayx_account_number",
+                         "razorpay_webhook_secret"),
+            "cashfree": ("cashfree_client_id", "cashfree_client_secret"),
+        }.get(self.gateway, ())  # fmt: skip
+        if unset := [PREFIX + n.upper() for n in needs if not getattr(self, n)]:
+            gaps.append(f"SMSPAY_GATEWAY={self.gateway} but {', '.join(unset)} unset: payouts fail")
+        if self.sms_channel == "twilio" and not (
+            self.twilio_account_sid
+            and self.twilio_auth_token
+            and (self.twilio_from or self.twilio_messaging_service_sid)
+        ):
+            gaps.append(
+                "SMSPAY_SMS_CHANNEL=twilio needs SMSPAY_TWILIO_ACCOUNT_SID,"
+                " SMSPAY_TWILIO_AUTH_TOKEN and SMSPAY_TWILIO_FROM (or a messaging service):"
+                " status SMS will not go out"
+            )
+        return gaps
+
     @property
     def poll_schedule(self) -> list[int]:
         """The payout status-check times as seconds after the payout."""

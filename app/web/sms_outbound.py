@@ -42,6 +42,9 @@ def twilio_status() -> tuple[dict[str, str], int]:
     """Twilio reports what became of a message we sent."""
     svc = services()
     signature = request.headers.get("X-Twilio-Signature")
+    if not svc.settings.twilio_auth_token:
+        log.warning("twilio status callback refused: SMSPAY_TWILIO_AUTH_TOKEN is unset")
+        abort(403)
     if not twilio.signature_is_valid(
         svc.settings.twilio_auth_token, _public_url(), request.form, signature
     ):

@@ -35,6 +35,9 @@ def twilio_inbound() -> Response:
     """Twilio's incoming-message webhook; answers with TwiML."""
     svc = services()
     signature = request.headers.get("X-Twilio-Signature")
+    if not svc.settings.twilio_auth_token:
+        log.warning("twilio webhook refused: SMSPAY_TWILIO_AUTH_TOKEN is unset")
+        abort(403)
     if not twilio.signature_is_valid(
         svc.settings.twilio_auth_token, _twilio_url(), request.form, signature
     ):

@@ -58,3 +58,43 @@ def test_the_sandbox_webhook_follows_the_public_url_or_the_bound_port(
     environ: dict[str, str], url: str
 ) -> None:
     assert Settings.from_env(environ).sandbox_webhook_url == url
+
+
+def test_nothing_is_missing_for_a_complete_setup() -> None:
+    complete = {
+        "SMSPAY_TWILIO_AUTH_TOKEN": "fake-token",
+        "SMSPAY_GATEWAY": "razorpay",
+        "SMSPAY_RAZORPAY_KEY_ID": "rzp_test_fake",
+        "SMSPAY_RAZORPAY_KEY_SECRET": "fake",
+        "SMSPAY_RAZORPAYX_ACCOUNT_NUMBER": "0000000000",
+        "SMSPAY_RAZORPAY_WEBHOOK_SECRET": "fake",
+        "SMSPAY_SMS_CHANNEL": "twilio",
+        "SMSPAY_TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "SMSPAY_TWILIO_FROM": "+15005550006",
+    }
+    assert Settings.from_env(complete).missing() == []
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({}, ["SMSPAY_TWILIO_AUTH_TOKEN"]),
+        (
+            {"SMSPAY_TWILIO_AUTH_TOKEN": "t", "SMSPAY_GATEWAY": "razorpay",
+             "SMSPAY_RAZORPAY_KEY_ID": "k"},
+            ["SMSPAY_RAZORPAY_KEY_SECRET", "SMSPAY_RAZORPAYX_ACCOUNT_NUMBER",
+             "SMSPAY_RAZORPAY_WEBHOOK_SECRET"],
+        ),
+        (
+            {"SMSPAY_TWILIO_AUTH_TOKEN": "t", "SMSPAY_GATEWAY": "cashfree"},
+            ["SMSPAY_CASHFREE_CLIENT_ID", "SMSPAY_CASHFREE_CLIENT_SECRET"],
+        ),
+        ({"SMSPAY_TWILIO_AUTH_TOKEN": "t", "SMSPAY_SMS_CHANNEL": "twilio"},
+         ["SMSPAY_TWILIO_ACCOUNT_SID", "SMSPAY_TWILIO_FROM"]),
+    ],
+)  # fmt: skip
+def test_each_setting_a_route_needs_is_named_when_missing(
+    environ: dict[str, str], named: list[str]
+) -> None:
+    (gap,) = Settings.from_env(environ).missing()
+    assert all(name in gap for name in named)

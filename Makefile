@@ -9,7 +9,7 @@ export HOST ?= 127.0.0.1
 export PORT ?= 8000
 export SMSPAY_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: install install-dev run test lint typecheck unit clean browser-deps
+.PHONY: install install-dev run test lint typecheck unit clean browser-deps fuzz
 
 # The service's own requirements: what `make run` needs.
 install: $(RUNTIME)
@@ -43,6 +43,10 @@ typecheck: install-dev
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# The fuzz targets of tests/fuzz, far longer than `make test` runs them (about 20,000 inputs each).
+fuzz: install-dev
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/fuzz -p no:cacheprovider
 
 # Debian's Chromium and its driver, for the console's browser test (tests/e2e/test_console_browser.py).
 browser-deps:

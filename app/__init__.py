@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app import logs
 from app.bootstrap import Clock, Services
 from app.config import Settings
 from gateway_clients.base import PaymentGateway
@@ -31,9 +32,8 @@ def create_app(
     if clock is not None:
         services.clock = clock
     app.extensions["smspay"] = services
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
+    logs.install_request_ids(app)
     for gap in settings.missing():
         logging.getLogger("app.config").warning("%s", gap)
     if settings.trusted_proxies:

@@ -117,6 +117,9 @@ class Settings:
         72, "A phone whose device has sent nothing for this long is flagged on the dashboard."
     )
     log_level: str = _setting("INFO", "Python logging level.")
+    log_format: str = _setting(
+        "json", "json: one JSON object a line, with request ids; text: for reading in a terminal."
+    )
 
     @classmethod
     def from_env(
@@ -158,6 +161,8 @@ class Settings:
             raise ConfigError("SMSPAY_SMS_CHANNEL must be log, twilio or tasker")
         if self.console_session_hours < 1:
             raise ConfigError("SMSPAY_CONSOLE_SESSION_HOURS must be 1 or more")
+        if self.log_format not in ("json", "text"):
+            raise ConfigError("SMSPAY_LOG_FORMAT must be json or text")
         if self.gateway not in ("sandbox", "razorpay", "cashfree"):
             raise ConfigError("SMSPAY_GATEWAY must be sandbox, razorpay or cashfree")
         try:

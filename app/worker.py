@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from app.bootstrap import Services
+from app.logs import REQUEST_ID
 from storage.errors import StoreUnavailable
 from storage.models import Job
 
@@ -73,10 +74,20 @@ class Worker:
         )
         if job is None:
             return False
+        # the log lines of a job carry the id of the request that queued it (or the job's key)
+        token = REQUEST_ID.set(str(job.payload.get("request_id") or f"job:{job.key}")[:64])
+        try:
+            self._run(job)
+        finally:
+            REQUEST_ID.reset(token)
+        return True
+
+    def _run(self, job: Job) -> None:
+        settings = self.svc.settings
         if job.attempts > settings.worker_max_attempts:  # every earlier attempt killed its worker
             reason = "no attempt finished: the worker stopped during each one"
             self._bury(job, reason)
-            return True
+            return
         handler = self.handlers[job.kind]
         try:
             outcome = handler(self.svc, job)
@@ -91,7 +102,6 @@ class Worker:
             )
             outcome = Retry(f"{type(exc).__name__}: {exc}"[:300])
         self._settle(job, outcome)
-        return True
 
     def _settle(self, job: Job, outcome: Retry | None) -> None:
         settings, now = self.svc.settings, self.svc.clock.now()

@@ -340,3 +340,20 @@ def test_a_job_that_kills_its_worker_every_time_is_buried(svc: Services, clock: 
     assert ran == []
     [dead] = svc.store.read(lambda uow: uow.jobs(JobStatus.DEAD))
     assert dead.key == "crash:1" and "stopped during each" in dead.last_error
+
+
+def test_a_jobs_log_lines_carry_the_request_id_that_queued_it(svc: Services) -> None:
+    from app.logs import REQUEST_ID
+
+    svc.store.atomic(lambda uow: uow.enqueue_job("test", "traced", {"request_id": "req-7"}, 0, 0))
+    enqueue(svc, "untraced")
+    seen: dict[str, str] = {}
+
+    def record(job: Job) -> Retry | None:
+        seen[job.key] = REQUEST_ID.get()
+        return None
+
+    worker = Worker(svc, {"test": Recorder(record)})
+    assert worker.run_once() and worker.run_once()
+    assert seen == {"traced": "req-7", "untraced": "job:untraced"}
+    assert REQUEST_ID.get() == ""

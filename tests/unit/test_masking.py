@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
 from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
 from gunicorn.config import Config
 
-from app.access_log import MaskingLogger
+from app.access_log import MaskingLogger, access_line
+from app.logs import JsonFormatter
 from sms.numbers import mask_numbers_in, mask_phone
 
 
@@ -53,3 +57,25 @@ def test_the_access_log_masks_numbers_in_every_field() -> None:
     assert "GET /api/v1/users/%2B91******3210?phone=%2B91******5678 HTTP/1.1" in line
     assert atoms["U"] == "/api/v1/users/+91******3210" and atoms["{x-lookup}i"] == "+91******3210"
     assert "9876543210" not in str(dict(atoms)) and "9812345678" not in str(dict(atoms))
+
+
+def test_json_log_lines_mask_numbers_in_the_message_and_the_traceback() -> None:
+    formatter = JsonFormatter()
+    try:
+        raise ValueError("no user +919876543210")
+    except ValueError:
+        record = logging.LogRecord(
+            "app.x", logging.ERROR, __file__, 1, "lookup %s failed", ("+919812345678",), None
+        )
+        record.exc_info = sys.exc_info()
+    line = json.loads(formatter.format(record))
+    assert line["msg"] == "lookup +91******5678 failed" and line["level"] == "ERROR"
+    assert "+91******3210" in line["exc"] and "9876543210" not in json.dumps(line)
+    assert line["ts"].endswith("+00:00") and "request_id" not in line
+
+
+def test_the_json_access_line_has_the_request_id_and_no_full_number() -> None:
+    atoms = {"h": "127.0.0.1", "r": "GET /api/v1/users/%2B91******3210 HTTP/1.1", "s": "200",
+             "B": 10, "M": 3, "a": "curl", "{x-request-id}o": "abc"}  # fmt: skip
+    line = json.loads(access_line(atoms))
+    assert line["status"] == 200 and line["request_id"] == "abc" and line["ms"] == 3

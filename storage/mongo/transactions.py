@@ -1,0 +1,144 @@
+"""Transactions in MongoDB: one document each, its history an array inside it; the queries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+
+from storage.contract.transactions import Transactions
+from storage.models import (
+    Transaction,
+    TransactionEvent,
+    TransactionGroup,
+    TransactionState,
+)
+from storage.mongo import documents as docs
+from storage.mongo.base import MongoBase
+
+LIVE_STATES = ["PENDING", "PROCESSING", "SUCCESS", "FLAGGED"]  # money the payer committed
+FINAL_STATES = ["SUCCESS", "FAILED"]
+
+
+class MongoTransactions(MongoBase, Transactions):
+    """`transactions`: _id the reference; a state change and its event are one update."""
+
+    def insert_transaction(self, txn: Transaction, reason: str) -> None:
+        """Add a transaction and its first event; DuplicateKey if the reference is taken."""
+        first = [TransactionEvent(txn.reference, txn.state, reason, txn.created_at)]
+        self._insert("transactions", docs.transaction_doc(txn, first))
+
+    def set_state(self, reference: str, state: TransactionState, reason: str, at: float) -> None:
+        """Move a transaction to `state` and append the event; NotFound for an unknown one."""
+        self._update(
+            "transactions",
+            {"_id": reference},
+            {
+                "$set": {"state": state.value, "reason": reason, "updated_at": at},
+                "$push": {"events": docs.event_doc(state, reason, at)},
+            },
+        )
+
+    def get_transaction(self, reference: str) -> Transaction | None:
+        """The transaction with this reference, or None."""
+        d = self._find("transactions", {"_id": reference})
+        return docs.transaction(d) if d else None
+
+    def events(self, reference: str) -> list[TransactionEvent]:
+        """Every state the transaction went through, oldest first."""
+        d = self._db.transactions.find_one({"_id": reference}, {"events": 1}, session=self._s)
+        return docs.events(reference, d)
+
+    def debited_since(self, user_id: str, since: float) -> int:
+        """Paise a payer committed since `since`."""
+        rows = list(
+            self._db.transactions.aggregate(
+                [
+                    {
+                        "$match": {
+                            "payer_id": user_id,
+                            "created_at": {"$gte": since},
+                            "state": {"$in": LIVE_STATES},
+                        }
+                    },
+                    {"$group": {"_id": None, "total": {"$sum": "$amount"}}},
+                ],
+                session=self._s,
+            )
+        )
+        return int(rows[0]["total"]) if rows else 0
+
+    def search_transactions(
+        self,
+        phone: str | None = None,
+        state: TransactionState | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        reference: str | None = None,
+        oldest_first: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Transaction]:
+        """Transactions matching every given filter, by creation time then reference."""
+        query: dict[str, Any] = {}
+        if reference is not None:
+            query["_id"] = reference
+        if state is not None:
+            query["state"] = state.value
+        window = {op: value for op, value in (("$gte", since), ("$lt", until)) if value is not None}
+        if window:
+            query["created_at"] = window
+        if phone is not None:
+            query["$or"] = [{"payer_phone": phone}, {"payee": phone}]
+        order = ASCENDING if oldest_first else DESCENDING
+        found = self._db.transactions.find(query, {"events": 0}, session=self._s)
+        found = found.sort([("created_at", order), ("_id", ASCENDING)])
+        return [docs.transaction(d) for d in found.skip(offset).limit(limit)]
+
+    def transaction_groups(self, since: float, until: float) -> list[TransactionGroup]:
+        """Counts and sums of transactions created in [since, until), by state, channel, reason."""
+        # a failure's reason up to its first ':' ("insufficient_funds", "rejected by staff")
+        why = {
+            "$cond": [
+                {"$eq": ["$state", "FAILED"]},
+                {"$arrayElemAt": [{"$split": ["$reason", ":"]}, 0]},
+                "",
+            ]
+        }
+        rows = self._db.transactions.aggregate(
+            [
+                {"$match": {"created_at": {"$gte": since, "$lt": until}}},
+                {
+                    "$group": {
+                        "_id": {"state": "$state", "channel": "$channel", "why": why},
+                        "count": {"$sum": 1},
+                        "amount": {"$sum": "$amount"},
+                    }
+                },
+            ],
+            session=self._s,
+        )
+        return [
+            TransactionGroup(
+                TransactionState(r["_id"]["state"]),
+                r["_id"]["channel"],
+                r["_id"]["why"],
+                int(r["count"]),
+                int(r["amount"]),
+            )  # fmt: skip
+            for r in rows
+        ]
+
+    def settle_seconds(self, since: float, until: float, limit: int) -> list[float]:
+        """Seconds from creation to the first final event, newest transactions first."""
+        found = self._db.transactions.find(
+            {"created_at": {"$gte": since, "$lt": until}, "state": {"$in": FINAL_STATES}},
+            {"created_at": 1, "events": 1},
+            session=self._s,
+        )
+        seconds = []
+        for d in found.sort([("created_at", DESCENDING), ("_id", ASCENDING)]).limit(limit):
+            finals = [e["at"] for e in d.get("events", []) if e["state"] in FINAL_STATES]
+            if finals:
+                seconds.append(max(0.0, float(min(finals) - d["created_at"])))
+        return seconds

@@ -4,6 +4,9 @@
     python -m scripts.phone pay --to +919876543210 --amount 250.00 --pin 1234
     python -m scripts.phone balance --pin 1234 --send tasker --url http://127.0.0.1:8000/sms/tasker
     python -m scripts.phone status 7KQ2M9XH3D --send twilio --url http://127.0.0.1:8000/sms/twilio
+    python -m scripts.phone topup --amount 500
+
+The state file is the device bundle (sms/device_bundle.py) with the counter moved on.
 
 The device counter is the AES-GCM nonce, so it is written back (atomically, under a lock) before
 the SMS is shown or sent: a crash between two sends can waste a counter, never reuse one.

@@ -1,4 +1,4 @@
-"""Small helpers shared by the use cases: references, local days, system accounts."""
+"""Small helpers shared by the use cases: references, local days, opening a ledger account."""
 
 from __future__ import annotations
 

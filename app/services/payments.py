@@ -1,4 +1,4 @@
-"""Payments between wallets, and cash-in; each movement is one balanced entry (ledger.py).
+"""Payments by SMS (wallet to wallet; to a UPI id through settlement) and cash-in credits.
 
 A payment is checked (payee, limits, balance) before anything is posted; a refusal is recorded as
 a FAILED transaction with its reason and moves nothing. The ledger's conditional debit stays as

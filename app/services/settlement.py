@@ -11,6 +11,10 @@ queues what comes next (jobs and status SMS) together:
 3. a webhook or a poll moves it on: SUCCESS (in-flight -> settled) or FAILED with the refund
    (in-flight -> payer, or settled -> payer for a reversal). States only move forward, so
    duplicate and out-of-order events change nothing.
+
+A top-up: `request_top_up` records it PENDING and queues `topup.link`; the worker creates the
+payment link and SMSes it (PROCESSING); the link's webhook credits the wallet (SUCCESS) or closes
+it unpaid (FAILED). Money moves and states change through app/services/ledger.py.
 """
 
 from __future__ import annotations

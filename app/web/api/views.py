@@ -1,5 +1,6 @@
 """The staff API's views: each loads its input (done by `Api.endpoint`), calls one service
-function and returns what the response schema dumps. Errors map to statuses in `errors`."""
+function and returns what the response schema dumps. Errors map to statuses in the handlers
+at the end of this module."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The composition root: builds the store, key ring, PIN hasher and clock from settings.
+"""The composition root: builds the store, payment gateway, SMS channel, key ring, PIN hasher
+and clock from settings.
 
 Everything is created lazily, on first use in the process that uses it, so nothing connects at
 import time and every gunicorn worker opens its own database connection after fork.

@@ -1,4 +1,8 @@
-"""Operator commands: `flask --app wsgi <group> <command>`."""
+"""Operator commands: `flask --app wsgi <group> <command>`.
+
+The store, users, devices, wallets, Tasker gateways, transactions and master keys are here;
+settlement (worker, jobs, reconcile, sandbox), outbound SMS and staff have their own modules.
+"""
 
 from __future__ import annotations
 

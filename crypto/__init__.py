@@ -1,1 +1,2 @@
-"""Cryptography of SMS Pay: the SP1 message codec, key wrapping and PIN verification values."""
+"""Cryptography of SMS Pay: the SP1 message codec, the anti-replay window, key wrapping and PIN
+verification values."""

@@ -1,4 +1,4 @@
-"""The payment-gateway contract: what the service needs from Razorpay, a UPI PSP or the sandbox.
+"""The payment-gateway contract: what the service needs from RazorpayX, Cashfree or the sandbox.
 
 Adapters wrap their SDK or HTTP session and translate provider states and errors into these
 types. Amounts are integer paise. Every payout carries our transaction reference as its

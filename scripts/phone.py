@@ -4,6 +4,9 @@
     python -m scripts.phone pay --to +919876543210 --amount 250.00 --pin 1234
     python -m scripts.phone balance --pin 1234 --send tasker --url http://127.0.0.1:8000/sms/tasker
     python -m scripts.phone status 7KQ2M9XH3D --send twilio --url http://127.0.0.1:8000/sms/twilio
+    python -m scripts.phone topup --amount 500
+
+The state file is the device bundle (sms/device_bundle.py) with the counter moved on.
 
 The device counter is the AES-GCM nonce, so it is written back (atomically, under a lock) before
 the SMS is shown or sent: a crash between two sends can waste a counter, never reuse one.
@@ -17,14 +20,11 @@ from pathlib import Path
 if not __package__:  # run as `python scripts/phone.py`: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import base64
-import binascii
 import contextlib
 import fcntl
 import json
 import math
 import os
-import re
 import secrets
 import tempfile
 import time
@@ -40,9 +40,10 @@ import click
 import requests
 from twilio.request_validator import RequestValidator
 
-from crypto.codec import KEY_SIZE, MAX_PLAINTEXT_BYTES, MAX_UINT32, MessageTooLong, encode
+from crypto.codec import MAX_PLAINTEXT_BYTES, MAX_UINT32, MessageTooLong, encode
 from crypto.pins import is_valid_pin
 from sms import gsm7, tasker
+from sms.device_bundle import DeviceBundle
 from sms.instructions import (
     REFERENCE,
     InvalidInstruction,
@@ -53,12 +54,10 @@ from sms.instructions import (
     parse,
     parse_rupees,
 )
-from sms.numbers import is_e164
 
 STATE_ENV = "SMSPAY_PHONE_STATE"
 DEFAULT_STATE = "var/phone-state.json"
 FAKE_ACCOUNT_SID = "AC" + "0" * 32  # obviously not a real Twilio account
-SHORT_CODE = re.compile(r"\d{3,8}")
 COUNTRIES = (("+91", "IN"), ("+44", "GB"), ("+1", "US"))  # enough for the emulator's forms
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,60 +68,8 @@ class Refused(click.ClickException):
     exit_code = 2
 
 
-@dataclass(frozen=True)
-class Device:
-    """What the phone keeps: its number, key id, key, the service number and the next counter."""
-
-    phone: str
-    key_id: int
-    key: bytes
-    service_number: str
-    next_counter: int
-
-    def __repr__(self) -> str:  # never print the key
-        return f"Device(phone={self.phone!r}, key_id={self.key_id}, next={self.next_counter})"
-
-    @classmethod
-    def from_json(cls, data: object) -> Device:
-        """Validate a bundle (or state) object; raises ValueError saying what is wrong."""
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        phone, service = data.get("phone"), data.get("service_number")
-        if not isinstance(phone, str) or not is_e164(phone):
-            raise ValueError("phone is not an E.164 number")
-        if not isinstance(service, str) or not (is_e164(service) or SHORT_CODE.fullmatch(service)):
-            raise ValueError("service_number is not an E.164 number or a short code")
-        key_id = _uint(data.get("key_id"), 0, MAX_UINT32, "key_id is not a uint32")
-        counter = _uint(data.get("next_counter"), 1, MAX_UINT32 + 1, "next_counter is not >= 1")
-        return cls(phone, key_id, _key(data.get("key")), service, counter)
-
-    def to_json(self) -> dict[str, Any]:
-        """The bundle format (DeviceBundle.to_json), which is also the state file's."""
-        return {
-            "phone": self.phone,
-            "key_id": self.key_id,
-            "key": base64.b64encode(self.key).decode("ascii"),
-            "service_number": self.service_number,
-            "next_counter": self.next_counter,
-        }
-
-
-def _uint(value: object, low: int, high: int, error: str) -> int:
-    """An integer (not a bool) in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(error)
-    return value
-
-
-def _key(value: object) -> bytes:
-    """The device key from its base64 form."""
-    try:
-        key = base64.b64decode(value, validate=True) if isinstance(value, str) else b""
-    except (binascii.Error, ValueError):
-        key = b""
-    if len(key) != KEY_SIZE:
-        raise ValueError(f"key is not base64 of {KEY_SIZE} bytes")
-    return key
+# What the phone keeps: the device bundle, its counter moved on (the same JSON object).
+Device = DeviceBundle
 
 
 # --- the state file -------------------------------------------------------------------------

@@ -1,1 +1,2 @@
-"""SMS formats: GSM-7 rules, the instruction plaintext, inbound routes and reply texts."""
+"""SMS: GSM-7 rules, the instruction plaintext, numbers, the device bundle, inbound routes,
+outbound channels and reply texts."""

@@ -1,9 +1,11 @@
-"""Outbound SMS channels: how a status SMS leaves the service.
+"""Outbound SMS channels: how a status SMS leaves the service (the `SmsChannel` contract).
 
-- `TwilioChannel` sends through Twilio's REST API (the twilio SDK), with a status callback.
+- `TwilioChannel` (sms/twilio_sender.py) sends through Twilio's REST API (the twilio SDK), with
+  a status callback.
 - The Tasker phone sends SMS itself: it polls the service's outbox (`app/web/sms_outbound.py`),
   so it has no channel object here.
-- `LogChannel`, the embedded default, sends nothing: it logs that a message would go out.
+- `LogChannel` (sms/log_channel.py), the embedded default, sends nothing: it logs that a message
+  would go out.
 
 A channel raises `ChannelUnavailable` when the outcome is unknown (timeout, 5xx, rate limit) and
 `ChannelRejected` when the provider refused the message for good (bad number, blocked).

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import secrets
 import string
-from dataclasses import dataclass
-from typing import Any
 
 from app.bootstrap import Services
 from app.services import errors
@@ -14,6 +11,7 @@ from app.services.common import ensure_account
 from crypto.keys import PIN_KEY_LABEL, KeyRing, device_key_label, gateway_secret_label
 from crypto.keys import generate_key as new_key
 from crypto.pins import is_valid_pin, new_salt
+from sms.device_bundle import DeviceBundle
 from sms.numbers import is_e164, mask_phone
 from storage.contract import UnitOfWork
 from storage.errors import DuplicateKey
@@ -51,27 +49,6 @@ def register_user(svc: Services, phone: str, name: str, pin: str) -> User:
         return svc.store.atomic(unit)
     except DuplicateKey as exc:  # a concurrent registration won the race
         raise errors.UserExists(f"{mask_phone(phone)} is registered already") from exc
-
-
-@dataclass(frozen=True)
-class DeviceBundle:
-    """What the phone app needs: its number, key id, key, the service number, next counter."""
-
-    phone: str
-    key_id: int
-    key: bytes
-    service_number: str
-    next_counter: int = 1
-
-    def to_json(self) -> dict[str, Any]:
-        """The bundle file's JSON object (the key in base64)."""
-        return {
-            "phone": self.phone,
-            "key_id": self.key_id,
-            "key": base64.b64encode(self.key).decode("ascii"),
-            "service_number": self.service_number,
-            "next_counter": self.next_counter,
-        }
 
 
 def provision_device(svc: Services, phone: str) -> DeviceBundle:

@@ -1,4 +1,4 @@
-"""Small helpers shared by the use cases: references, local days, system accounts."""
+"""Small helpers shared by the use cases: references, local days, opening a ledger account."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sms.instructions import REFERENCE_ALPHABET, REFERENCE_LENGTH
-from storage.contract import UnitOfWork
+from storage.contract import Ledger, UnitOfWork
 from storage.errors import NotFound
 
 
@@ -40,8 +40,8 @@ def local_time(ts: float, tz: ZoneInfo) -> str:
     return datetime.fromtimestamp(ts, tz).strftime("%d %b %H:%M")
 
 
-def ensure_account(uow: UnitOfWork, account: str, allow_negative: bool = False) -> None:
-    """Create a ledger account if it does not exist yet."""
+def ensure_account(uow: Ledger, account: str, allow_negative: bool = False) -> None:
+    """Create a ledger account if it does not exist yet (a wallet; system accounts: ledger.py)."""
     try:
         uow.balance(account)
     except NotFound:

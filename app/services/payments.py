@@ -1,4 +1,4 @@
-"""Where money moves. Every movement is one balanced ledger entry inside the caller's unit of work.
+"""Payments by SMS (wallet to wallet; to a UPI id through settlement) and cash-in credits.
 
 A payment is checked (payee, limits, balance) before anything is posted; a refusal is recorded as
 a FAILED transaction with its reason and moves nothing. The ledger's conditional debit stays as
@@ -8,16 +8,14 @@ the last guard: if it ever finds the balance short, the whole unit of work is un
 from __future__ import annotations
 
 from app.bootstrap import Services
-from app.services import errors, settlement
-from app.services.common import Outcome, ensure_account, new_reference, start_of_day
+from app.services import errors, ledger, settlement
+from app.services.common import Outcome, new_reference, start_of_day
 from sms import replies
 from sms.instructions import MAX_AMOUNT_PAISE, Pay
 from sms.numbers import is_vpa, mask_party, mask_phone
 from storage.contract import UnitOfWork
 from storage.models import (
-    CASH_IN_ACCOUNT,
     OutboundSms,
-    Posting,
     Transaction,
     TransactionKind,
     TransactionState,
@@ -51,7 +49,7 @@ def pay(
     uow.insert_transaction(txn, "instruction accepted")
 
     def refuse(code: str, reason: str) -> Outcome:
-        uow.set_state(ref, TransactionState.FAILED, code, now)
+        ledger.move(uow, ref, TransactionState.FAILED, code, now)
         balance = uow.balance(payer.account)
         text = replies.payment_failed(instr.amount, mask_party(instr.payee), reason, ref, balance)
         return Outcome(f"refused:{code}", text, ref)
@@ -73,10 +71,8 @@ def pay(
         return settlement.start_payout(svc, uow, txn, payer, now)
     assert payee_user is not None
 
-    uow.post_entry(
-        ref, [Posting(payer.account, -instr.amount), Posting(payee_user.account, instr.amount)], now
-    )
-    uow.set_state(ref, TransactionState.SUCCESS, "ledger entry posted", now)
+    ledger.transfer(uow, txn, now)
+    ledger.move(uow, ref, TransactionState.SUCCESS, "ledger entry posted", now)
     payee_balance = uow.balance(payee_user.account)
     uow.enqueue_sms(
         OutboundSms(
@@ -107,7 +103,6 @@ def credit_wallet_in(
     user = uow.get_user_by_phone(phone)
     if user is None:
         raise errors.UnknownUser(f"no user has the number {mask_phone(phone)}")
-    ensure_account(uow, CASH_IN_ACCOUNT, allow_negative=True)
     ref = new_reference(uow)
     txn = Transaction(
         reference=ref,
@@ -122,8 +117,8 @@ def credit_wallet_in(
         channel=actor,
     )
     uow.insert_transaction(txn, f"credit by {actor}")
-    uow.post_entry(ref, [Posting(CASH_IN_ACCOUNT, -amount), Posting(user.account, amount)], now)
-    uow.set_state(ref, TransactionState.SUCCESS, "ledger entry posted", now)
+    ledger.cash_in(uow, txn, now)
+    ledger.move(uow, ref, TransactionState.SUCCESS, "ledger entry posted", now)
     balance = uow.balance(user.account)
     uow.enqueue_sms(OutboundSms(user.phone, replies.credited(amount, ref, balance), now, ref))
     final = uow.get_transaction(ref)

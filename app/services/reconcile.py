@@ -1,4 +1,9 @@
-"""Reconciliation: a day's payouts in our ledger against the gateway's own records."""
+"""Reconciliation: a day's payouts in our ledger against the gateway's own records.
+
+Each payout of ours is fetched from the gateway (state and amount must agree, by `AGREES`), and
+the gateway's list of the day is searched for payouts no transaction of ours asked for. The
+report, with the day's top-ups counted by state, is stored under `reconcile:<date>`.
+"""
 
 from __future__ import annotations
 

@@ -1,16 +1,17 @@
 """What admins do to money and users: review FLAGGED payments, unlock, reverse, credit.
 
-Each action is one unit of work: it checks the state it acts on, posts one balanced ledger entry,
-moves the transaction on, queues the status SMS to the users it affects and writes its audit
-entry, all or nothing. States only move forward (FLAGGED -> SUCCESS | FAILED, SUCCESS -> FAILED
-by a reversal), so an action taken twice, or by two admins at once, happens once.
+Each action is one unit of work: it checks the state it acts on, posts one balanced ledger entry
+(app/services/ledger.py), moves the transaction on, queues the status SMS to the users it affects
+and writes its audit entry, all or nothing. A held payment leaves FLAGGED once (approved: SUCCESS,
+or PENDING for a payout on its way to the gateway; rejected: FAILED) and a reversal moves SUCCESS
+to FAILED, so an action taken twice, or by two admins at once, happens once.
 """
 
 from __future__ import annotations
 
 from app.bootstrap import Services
-from app.services import payments
-from app.services.common import ensure_account, new_reference
+from app.services import ledger, payments
+from app.services.common import new_reference
 from app.services.errors import InvalidInput, ServiceError, UnknownUser
 from app.services.staff import audit, check_reason, require_admin
 from app.services.support import UnknownTransaction
@@ -18,10 +19,7 @@ from sms import replies
 from sms.numbers import mask_party, mask_phone
 from storage.contract import UnitOfWork
 from storage.models import (
-    HELD_ACCOUNT,
-    PAYOUTS_IN_FLIGHT_ACCOUNT,
     OutboundSms,
-    Posting,
     StaffMember,
     Transaction,
     TransactionKind,
@@ -39,13 +37,8 @@ def hold(uow: UnitOfWork, txn: Transaction, reason: str, now: float) -> None:
     """Debit the payer into the held account and mark the payment FLAGGED (caller's unit of
     work; the risk rules call this instead of completing the payment)."""
     assert txn.payer_id is not None
-    ensure_account(uow, HELD_ACCOUNT)
-    uow.post_entry(
-        txn.reference,
-        [Posting(user_account(txn.payer_id), -txn.amount), Posting(HELD_ACCOUNT, txn.amount)],
-        now,
-    )
-    uow.set_state(txn.reference, TransactionState.FLAGGED, reason, now)
+    ledger.hold(uow, txn, now)
+    ledger.move(uow, txn, TransactionState.FLAGGED, reason, now)
 
 
 def hold_payment(
@@ -106,19 +99,13 @@ def approve(svc: Services, staff: StaffMember, reference: str, reason: str) -> T
         ref, amount, payer = txn.reference, txn.amount, user_account(txn.payer_id or "")
         note = f"approved by staff:{staff.name}: {why}"[:300]
         if txn.kind is TransactionKind.PAYOUT:
-            ensure_account(uow, PAYOUTS_IN_FLIGHT_ACCOUNT)
-            uow.post_entry(
-                ref, [Posting(HELD_ACCOUNT, -amount), Posting(PAYOUTS_IN_FLIGHT_ACCOUNT, amount)],
-                now,
-            )  # fmt: skip
-            uow.set_state(ref, TransactionState.PENDING, note + "; payout queued", now)
+            ledger.release(uow, txn, now)  # held -> payouts in flight
+            ledger.move(uow, ref, TransactionState.PENDING, note + "; payout queued", now)
             uow.enqueue_job("payout.create", f"payout.create:{ref}", {"reference": ref}, now, now)
         elif txn.kind is TransactionKind.TRANSFER and txn.payee_id is not None:
             payee_account = user_account(txn.payee_id)
-            uow.post_entry(
-                ref, [Posting(HELD_ACCOUNT, -amount), Posting(payee_account, amount)], now
-            )
-            uow.set_state(ref, TransactionState.SUCCESS, note, now)
+            ledger.release(uow, txn, now)  # held -> payee
+            ledger.move(uow, ref, TransactionState.SUCCESS, note, now)
             payee_phone = txn.payee or ""
             uow.enqueue_sms(OutboundSms(payee_phone, replies.received(
                 amount, mask_phone(txn.payer_phone or ""), ref, uow.balance(payee_account)),
@@ -142,9 +129,9 @@ def reject(svc: Services, staff: StaffMember, reference: str, reason: str) -> Tr
         now = svc.clock.now()
         txn = _flagged(uow, reference)
         ref, amount, payer = txn.reference, txn.amount, user_account(txn.payer_id or "")
-        uow.post_entry(ref, [Posting(HELD_ACCOUNT, -amount), Posting(payer, amount)], now)
-        uow.set_state(
-            ref, TransactionState.FAILED, f"rejected by staff:{staff.name}: {why}"[:300], now
+        ledger.refund(uow, txn, now)  # held -> payer
+        ledger.move(
+            uow, ref, TransactionState.FAILED, f"rejected by staff:{staff.name}: {why}"[:300], now
         )
         text = replies.payment_rejected(
             amount, mask_party(txn.payee or ""), ref, uow.balance(payer)
@@ -173,9 +160,9 @@ def reverse(svc: Services, staff: StaffMember, reference: str, reason: str) -> T
         payer, payee = user_account(txn.payer_id), user_account(txn.payee_id)
         if uow.balance(payee) < amount:
             raise WrongState(f"the payee's balance no longer covers {ref}; nothing was moved")
-        uow.post_entry(ref, [Posting(payee, -amount), Posting(payer, amount)], now)
-        uow.set_state(
-            ref, TransactionState.FAILED, f"reversed by staff:{staff.name}: {why}"[:300], now
+        ledger.reversal(uow, txn, now)
+        ledger.move(
+            uow, ref, TransactionState.FAILED, f"reversed by staff:{staff.name}: {why}"[:300], now
         )
         payer_phone, payee_phone = txn.payer_phone or "", txn.payee or ""
         uow.enqueue_sms(OutboundSms(payer_phone, replies.reversed_to_payer(

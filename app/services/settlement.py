@@ -11,6 +11,10 @@ queues what comes next (jobs and status SMS) together:
 3. a webhook or a poll moves it on: SUCCESS (in-flight -> settled) or FAILED with the refund
    (in-flight -> payer, or settled -> payer for a reversal). States only move forward, so
    duplicate and out-of-order events change nothing.
+
+A top-up: `request_top_up` records it PENDING and queues `topup.link`; the worker creates the
+payment link and SMSes it (PROCESSING); the link's webhook credits the wallet (SUCCESS) or closes
+it unpaid (FAILED). Money moves and states change through app/services/ledger.py.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from __future__ import annotations
 import logging
 
 from app.bootstrap import Services
-from app.services.common import Outcome, ensure_account, new_reference
+from app.services import ledger
+from app.services.common import Outcome, new_reference
 from app.worker import Retry
 from gateway_clients.base import (
     GatewayEvent,
@@ -33,12 +38,8 @@ from sms import replies
 from sms.numbers import mask_party
 from storage.contract import UnitOfWork
 from storage.models import (
-    GATEWAY_IN_ACCOUNT,
-    PAYOUTS_IN_FLIGHT_ACCOUNT,
-    PAYOUTS_SETTLED_ACCOUNT,
     Job,
     OutboundSms,
-    Posting,
     ProviderEvent,
     Transaction,
     TransactionKind,
@@ -49,7 +50,8 @@ from storage.models import (
 
 log = logging.getLogger(__name__)
 
-# which transaction states each gateway status may move on from
+# which transaction states each gateway status may move a payout on from: narrower than
+# ledger.TRANSITIONS (a FLAGGED payout's money is held and waits for staff, not the gateway)
 _MOVES: dict[PayoutStatus, tuple[TransactionState, ...]] = {
     PayoutStatus.PROCESSING: (TransactionState.PENDING,),
     PayoutStatus.PROCESSED: (TransactionState.PENDING, TransactionState.PROCESSING),
@@ -66,13 +68,8 @@ def start_payout(
     svc: Services, uow: UnitOfWork, txn: Transaction, payer: User, now: float
 ) -> Outcome:
     """Debit the payer into the in-flight account and queue the payout (caller's unit of work)."""
-    ensure_account(uow, PAYOUTS_IN_FLIGHT_ACCOUNT)
-    uow.post_entry(
-        txn.reference,
-        [Posting(payer.account, -txn.amount), Posting(PAYOUTS_IN_FLIGHT_ACCOUNT, txn.amount)],
-        now,
-    )
-    uow.set_state(txn.reference, TransactionState.PENDING, "debited; payout queued", now)
+    ledger.payout_in_flight(uow, txn, now)
+    ledger.move(uow, txn, TransactionState.PENDING, "debited; payout queued", now)
     uow.enqueue_job(
         "payout.create", f"payout.create:{txn.reference}", {"reference": txn.reference}, now, now
     )
@@ -178,19 +175,15 @@ def _apply(svc: Services, uow: UnitOfWork, payout: Payout, source: str, now: flo
     payee = mask_party(txn.payee or "")
     detail = f"{source}: {payout.status.value} {payout.provider_id}".strip()
     if payout.status is PayoutStatus.PROCESSING:
-        uow.set_state(ref, TransactionState.PROCESSING, detail, now)
+        ledger.move(uow, ref, TransactionState.PROCESSING, detail, now)
         # checks count from when the gateway took the payout, which retries may have delayed
         first = svc.settings.poll_schedule[0]
         _queue_poll(uow, ref, 1, now, now + first, now)
         return True
     if payout.status is PayoutStatus.PROCESSED:
-        ensure_account(uow, PAYOUTS_SETTLED_ACCOUNT)
-        uow.post_entry(
-            ref,
-            [Posting(PAYOUTS_IN_FLIGHT_ACCOUNT, -amount), Posting(PAYOUTS_SETTLED_ACCOUNT, amount)],
-            now,
-        )
-        uow.set_state(
+        ledger.payout_settled(uow, txn, now)
+        ledger.move(
+            uow,
             ref,
             TransactionState.SUCCESS,
             detail + (f" utr {payout.utr}" if payout.utr else ""),
@@ -198,14 +191,9 @@ def _apply(svc: Services, uow: UnitOfWork, payout: Payout, source: str, now: flo
         )
         text = replies.payout_done(amount, payee, ref, uow.balance(payer))
     else:
-        source_account = (
-            PAYOUTS_SETTLED_ACCOUNT
-            if txn.state is TransactionState.SUCCESS
-            else PAYOUTS_IN_FLIGHT_ACCOUNT
-        )
-        uow.post_entry(ref, [Posting(source_account, -amount), Posting(payer, amount)], now)
+        ledger.refund(uow, txn, now)  # from payouts in flight, or settled after a reversal
         reason = payout.failure_reason or payout.status.value
-        uow.set_state(ref, TransactionState.FAILED, f"{detail}; refunded: {reason}"[:300], now)
+        ledger.move(uow, ref, TransactionState.FAILED, f"{detail}; refunded: {reason}"[:300], now)
         text = replies.payout_refunded(amount, payee, ref, uow.balance(payer))
     uow.enqueue_sms(OutboundSms(txn.payer_phone, text, now, ref))
     return True
@@ -294,8 +282,8 @@ def run_top_up_link(svc: Services, job: Job) -> Retry | None:
         current = uow.get_transaction(ref)
         if current is None or current.state is not TransactionState.PENDING:
             return
-        uow.set_state(
-            ref, TransactionState.PROCESSING, f"payment link {link.provider_id} sent", now
+        ledger.move(
+            uow, ref, TransactionState.PROCESSING, f"payment link {link.provider_id} sent", now
         )
         uow.enqueue_sms(
             OutboundSms(
@@ -315,8 +303,8 @@ def _refuse_top_up(svc: Services, ref: str) -> None:
         txn = uow.get_transaction(ref)
         if txn is None or txn.state is not TransactionState.PENDING or txn.payee is None:
             return
-        uow.set_state(
-            ref, TransactionState.FAILED, "top-ups by link are not available on this rail", now
+        ledger.move(
+            uow, ref, TransactionState.FAILED, "top-ups by link are not available on this rail", now
         )
         uow.enqueue_sms(OutboundSms(txn.payee, replies.TOP_UP_UNAVAILABLE, now, ref))
 
@@ -329,7 +317,7 @@ def _close_top_up(uow: UnitOfWork, event: GatewayEvent, now: float) -> str:
         return "unknown reference"
     if txn.state not in (TransactionState.PENDING, TransactionState.PROCESSING):
         return "stale"
-    uow.set_state(txn.reference, TransactionState.FAILED, f"payment link {event.status}", now)
+    ledger.move(uow, txn, TransactionState.FAILED, f"payment link {event.status}", now)
     return "closed"
 
 
@@ -341,16 +329,9 @@ def _credit_top_up(uow: UnitOfWork, event: GatewayEvent, now: float) -> str:
         return "stale"
     if event.amount != txn.amount:
         log.error("top-up %s paid %d, expected %d", txn.reference, event.amount, txn.amount)
-    ensure_account(uow, GATEWAY_IN_ACCOUNT, allow_negative=True)
     account = user_account(txn.payee_id)
-    uow.post_entry(
-        txn.reference,
-        [Posting(GATEWAY_IN_ACCOUNT, -event.amount), Posting(account, event.amount)],
-        now,
-    )
-    uow.set_state(
-        txn.reference, TransactionState.SUCCESS, f"payment link paid {event.provider_id}", now
-    )
+    ledger.top_up(uow, txn, now, paid=event.amount)
+    ledger.move(uow, txn, TransactionState.SUCCESS, f"payment link paid {event.provider_id}", now)
     text = replies.credited(event.amount, txn.reference, uow.balance(account))
     uow.enqueue_sms(OutboundSms(txn.payee or "", text, now, txn.reference))
     return "credited"

@@ -1,4 +1,5 @@
-"""HTTP entry points: webhooks, health. Views verify, parse, call one service function, reply."""
+"""HTTP entry points: SMS webhooks and the Tasker outbox, gateway webhooks, the staff API and
+console, health. Views verify, parse, call one service function, reply."""
 
 from __future__ import annotations
 

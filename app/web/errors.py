@@ -1,4 +1,7 @@
-"""One place that maps errors to HTTP answers."""
+"""App-wide error answers: a store that cannot be reached (503) and HTTP errors as JSON.
+
+The staff API and the console map the service layer's refusals themselves.
+"""
 
 from __future__ import annotations
 

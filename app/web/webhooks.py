@@ -1,7 +1,9 @@
-"""Inbound SMS webhooks: Twilio (`POST /sms/twilio`) and Tasker (`POST /sms/tasker`).
+"""Webhooks: inbound SMS from Twilio (`POST /sms/twilio`) and Tasker (`POST /sms/tasker`), and
+payment gateways' events (`POST /webhooks/<provider>`).
 
-Each view authenticates before it parses or stores anything (a bare 403 otherwise), turns the
-request into an InboundSms, hands it to `handle_inbound_sms`, and renders the reply.
+Each view authenticates before it parses or stores anything (a bare 403 otherwise). An SMS view
+turns the request into an InboundSms, hands it to `handle_inbound_sms`, and renders the reply; a
+gateway event, verified over the raw body, goes to `settlement.handle_gateway_event`.
 """
 
 from __future__ import annotations

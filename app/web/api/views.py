@@ -1,5 +1,6 @@
 """The staff API's views: each loads its input (done by `Api.endpoint`), calls one service
-function and returns what the response schema dumps. Errors map to statuses in `errors`."""
+function and returns what the response schema dumps. Errors map to statuses in the handlers
+at the end of this module."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 from marshmallow import ValidationError
 
-from app.services import kpis, review, support
+from app.services import kpis, ledger, review, support
 from app.services.errors import ServiceError, UnknownUser
 from app.services.staff import Forbidden
 from app.web import services
@@ -177,7 +178,7 @@ def service_error(exc: ServiceError) -> Response:
         return error(403, str(exc))
     if isinstance(exc, UnknownUser | support.UnknownTransaction):
         return error(404, str(exc))
-    if isinstance(exc, review.WrongState):
+    if isinstance(exc, review.WrongState | ledger.TransitionRefused):
         return error(409, str(exc))
     return error(422, str(exc))
 

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from app import create_app
 from app.bootstrap import Services
 from app.services import admin, payments
+from storage.memory import MemoryStore
 from tests.mongo_server import database_uri, drop_database, mongo_server
 from tests.support import PUBLIC_URL, TWILIO_TOKEN, FakeClock, Phone
 
@@ -39,11 +40,22 @@ def mongo_base_uri() -> Iterator[str]:
         yield uri
 
 
+MEMORY = "memory"
+EVERY_STORE = pytest.mark.parametrize("backend", ["sqlite", "mongo", MEMORY], indirect=True)
+"""For tests of the storage contract alone: they run on the in-memory store too."""
+
+
 @pytest.fixture(params=["sqlite", "mongo"])
 def backend(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every test that uses the store runs on both backends; yields a MongoDB URI or ''."""
+    """Every test that uses the store runs on both backends; yields a MongoDB URI or ''.
+
+    Tests marked `EVERY_STORE` run on the in-memory store too; for it this yields "memory".
+    """
     if request.param == "sqlite":
         yield ""
+        return
+    if request.param == MEMORY:
+        yield MEMORY
         return
     uri = database_uri(request.getfixturevalue("mongo_base_uri"))
     yield uri
@@ -54,7 +66,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str]:
 def settings(tmp_path: Path, backend: str) -> dict[str, Any]:
     return {
         "data_dir": str(tmp_path / "var"),
-        "mongodb_uri": backend,
+        "mongodb_uri": "" if backend == MEMORY else backend,
         "twilio_auth_token": TWILIO_TOKEN,
         "public_base_url": PUBLIC_URL,
         "sandbox_webhook_url": "",  # the sandbox never calls out of a test (status checks work)
@@ -62,8 +74,9 @@ def settings(tmp_path: Path, backend: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def app(settings: dict[str, Any], clock: FakeClock) -> Iterator[Flask]:
-    application = create_app(settings, clock=clock)
+def app(settings: dict[str, Any], clock: FakeClock, backend: str) -> Iterator[Flask]:
+    store = MemoryStore() if backend == MEMORY else None
+    application = create_app(settings, clock=clock, store=store)
     application.config["TESTING"] = True
     application.extensions["smspay"].store.init()
     yield application

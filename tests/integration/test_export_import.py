@@ -23,7 +23,7 @@ from app.services import admin
 from sms import replies
 from storage import models, record_json, transfer
 from storage.models import OutboundSms, TransactionState
-from tests.conftest import World, b64
+from tests.conftest import EVERY_STORE, World, b64
 from tests.functional.test_inbound import ASHA, MEERA, RAVI, Routes
 from tests.mongo_server import database_uri, drop_database
 from tests.support import FakeClock, Phone
@@ -343,6 +343,7 @@ def test_the_export_is_private_and_holds_no_plain_secret(
     assert json.loads(text.splitlines()[0])["secrets"].startswith("secrets are wrapped")
 
 
+@EVERY_STORE
 def test_order_is_kept_across_import_batches(
     svc: Services, backend: str, installations: Installations
 ) -> None:
@@ -364,6 +365,7 @@ def test_order_is_kept_across_import_batches(
         assert bodies == [m.body for m in messages]
 
 
+@EVERY_STORE
 def test_verify_reports_every_difference(svc: Services, world: World) -> None:
     world.user(ASHA, rupees=10)
     buffer = io.StringIO()
@@ -376,6 +378,7 @@ def test_verify_reports_every_difference(svc: Services, world: World) -> None:
     assert any(p.startswith("account user:") and "None paise in the file" in p for p in problems)
 
 
+@EVERY_STORE
 def test_an_export_that_sees_writes_is_refused(
     svc: Services, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -391,6 +394,7 @@ def test_an_export_that_sees_writes_is_refused(
         transfer.write_export(svc.store, io.StringIO())
 
 
+@EVERY_STORE
 def test_records_survive_json_exactly(svc: Services, world: World) -> None:
     world.user(ASHA, rupees=10)
     for kind, record in svc.store.read(lambda uow: list(transfer.export_records(uow))):

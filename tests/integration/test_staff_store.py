@@ -1,5 +1,5 @@
-"""The staff part of the storage contract on both backends: tokens, the audit log, the support
-queries, and staff records travelling with `db export` / `db import` to the other backend."""
+"""The staff part of the storage contract on every store: tokens, the audit log, the support
+queries, and staff records travelling with `db export` / `db import` to another backend."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from storage.contract import Store
 from storage.models import StaffRole, TransactionState
 from storage.mongo import MongoStore
 from storage.sqlite import SqliteStore
-from tests.conftest import World
+from tests.conftest import EVERY_STORE, World
 from tests.functional.test_inbound import ASHA, RAVI
 from tests.mongo_server import database_uri, drop_database
 from tests.support import FakeClock
@@ -26,7 +26,7 @@ from tests.support import FakeClock
 
 @pytest.fixture
 def other_store(backend: str, mongo_base_uri: str, tmp_path: Path) -> Iterator[Store]:
-    """An empty store of the other backend."""
+    """An empty store of the other backend (SQLite for the in-memory store)."""
     if backend:
         store: Any = SqliteStore(tmp_path / "other.sqlite3")
         store.init()
@@ -41,6 +41,7 @@ def other_store(backend: str, mongo_base_uri: str, tmp_path: Path) -> Iterator[S
     drop_database(uri)
 
 
+@EVERY_STORE
 def test_staff_tokens_and_audit_move_to_the_other_backend(
     svc: Services, world: World, other_store: Store
 ) -> None:
@@ -69,6 +70,7 @@ def test_staff_tokens_and_audit_move_to_the_other_backend(
     assert found is not None and found.revoked_at is None
 
 
+@EVERY_STORE
 def test_revoking_by_prefix_or_staff_member(svc: Services, clock: FakeClock) -> None:
     ada, first = staff.add_staff(svc, "ada", StaffRole.ADMIN, "test")
     second = staff.issue_token(svc, "ada", "test")
@@ -86,6 +88,7 @@ def test_revoking_by_prefix_or_staff_member(svc: Services, clock: FakeClock) -> 
     assert staff.by_token(svc, third) == sam
 
 
+@EVERY_STORE
 def test_search_pages_in_both_orders_and_filters(
     svc: Services, world: World, clock: FakeClock
 ) -> None:

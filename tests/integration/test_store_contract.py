@@ -1,4 +1,4 @@
-"""The storage contract, run against every backend (SQLite file and MongoDB-compatible server)."""
+"""The storage contract, run against every store: SQLite file, MongoDB-compatible server, memory."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ from storage.models import (
     TransactionState,
     User,
 )
+from tests.conftest import EVERY_STORE
+
+pytestmark = EVERY_STORE
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The worker against real jobs in the store, on SQLite and MongoDB (the `backend` fixture).
+"""The worker against real jobs in every store: SQLite, MongoDB and memory (`EVERY_STORE`).
 
 Handlers here are small functions that count their calls; the settlement handlers are tested end
 to end in tests/functional/test_settlement.py.
@@ -19,6 +19,7 @@ from flask.testing import FlaskCliRunner
 from app.bootstrap import Services
 from app.worker import Handler, Retry, Worker, backoff
 from storage.models import Job, JobStatus
+from tests.conftest import EVERY_STORE
 from tests.support import FakeClock
 
 
@@ -61,6 +62,7 @@ def boom(job: Job) -> Retry | None:
     raise RuntimeError(f"boom on attempt {job.attempts}")
 
 
+@EVERY_STORE
 def test_a_due_job_is_claimed_once_when_eight_workers_race(svc: Services) -> None:
     enqueue(svc, "race")
     handler = Recorder()
@@ -88,6 +90,7 @@ def test_a_due_job_is_claimed_once_when_eight_workers_race(svc: Services) -> Non
     assert done.status is JobStatus.DONE and done.attempts == 1
 
 
+@EVERY_STORE
 def test_a_job_not_yet_due_is_not_claimed(svc: Services, clock: FakeClock) -> None:
     enqueue(svc, "later", run_after=clock.now() + 30)
     handler = Recorder()
@@ -101,6 +104,7 @@ def test_a_job_not_yet_due_is_not_claimed(svc: Services, clock: FakeClock) -> No
     assert handler.runs == [("later", 1, worker.owner)]
 
 
+@EVERY_STORE
 def test_a_worker_claims_only_the_kinds_it_has_handlers_for(svc: Services) -> None:
     enqueue(svc, "sms-1", kind="sms.send")
     handler = Recorder()
@@ -109,6 +113,7 @@ def test_a_worker_claims_only_the_kinds_it_has_handlers_for(svc: Services) -> No
     assert handler.runs[0][0] == "sms-1"
 
 
+@EVERY_STORE
 def test_an_expired_lease_passes_to_another_worker_and_the_first_loses_the_job(
     svc: Services, clock: FakeClock
 ) -> None:
@@ -139,6 +144,7 @@ def test_an_expired_lease_passes_to_another_worker_and_the_first_loses_the_job(
     assert job(svc, "leased").status is JobStatus.DONE
 
 
+@EVERY_STORE
 def test_a_stale_worker_cannot_undo_what_the_new_lease_holder_finished(
     svc: Services, clock: FakeClock
 ) -> None:
@@ -169,6 +175,7 @@ def test_backoff_is_full_jitter_below_the_doubling_cap() -> None:
     assert len(set(delays)) == len(delays)  # jittered, not a fixed schedule
 
 
+@EVERY_STORE
 def test_a_failing_job_is_retried_with_seeded_backoff_then_dead_and_revivable(
     svc: Services, clock: FakeClock, runner: FlaskCliRunner
 ) -> None:
@@ -218,6 +225,7 @@ def test_a_failing_job_is_retried_with_seeded_backoff_then_dead_and_revivable(
     assert again.exit_code != 0 and "no dead job doomed" in again.output
 
 
+@EVERY_STORE
 def test_a_handler_exception_is_retried_never_lost(svc: Services, clock: FakeClock) -> None:
     enqueue(svc, "flaky")
     failures = iter([ValueError("gateway said no"), KeyError("missing")])
@@ -242,6 +250,7 @@ def test_a_handler_exception_is_retried_never_lost(svc: Services, clock: FakeClo
     assert [run[1] for run in handler.runs] == [1, 2, 3]
 
 
+@EVERY_STORE
 def test_a_handler_may_ask_for_its_own_delay(svc: Services, clock: FakeClock) -> None:
     enqueue(svc, "later-please")
     handler = Recorder(lambda job: Retry("not yet", after=120) if job.attempts == 1 else None)
@@ -257,6 +266,7 @@ def test_a_handler_may_ask_for_its_own_delay(svc: Services, clock: FakeClock) ->
     assert job(svc, "later-please").status is JobStatus.DONE
 
 
+@EVERY_STORE
 def test_enqueue_with_the_same_key_twice_keeps_one_job(svc: Services, clock: FakeClock) -> None:
     assert enqueue(svc, "once") is True
     now = clock.now()
@@ -276,6 +286,7 @@ def test_enqueue_with_the_same_key_twice_keeps_one_job(svc: Services, clock: Fak
     assert worker.run_once() is False
 
 
+@EVERY_STORE
 def test_stop_makes_run_return_after_the_current_job(svc: Services) -> None:
     for key in ("j1", "j2", "j3"):
         enqueue(svc, key)
@@ -294,6 +305,7 @@ def test_stop_makes_run_return_after_the_current_job(svc: Services) -> None:
     assert statuses == {"j1": JobStatus.DONE, "j2": JobStatus.PENDING, "j3": JobStatus.PENDING}
 
 
+@EVERY_STORE
 def test_stop_wakes_an_idle_worker(svc: Services) -> None:
     worker = Worker(svc, {"test": Recorder()})
     counted: list[int] = []
@@ -304,6 +316,7 @@ def test_stop_wakes_an_idle_worker(svc: Services) -> None:
     assert not thread.is_alive() and counted == [0]
 
 
+@EVERY_STORE
 def test_sigterm_stops_the_worker_gracefully(svc: Services) -> None:
     enqueue(svc, "pending-at-shutdown")
     handler = Recorder()
@@ -322,6 +335,7 @@ def test_sigterm_stops_the_worker_gracefully(svc: Services) -> None:
     assert job(svc, "pending-at-shutdown").status is JobStatus.PENDING
 
 
+@EVERY_STORE
 def test_a_job_that_kills_its_worker_every_time_is_buried(svc: Services, clock: FakeClock) -> None:
     """A job whose handler takes the worker down is reclaimed after each lease, and once it has
     used every attempt it goes to the dead letters instead of running forever."""

@@ -1,0 +1,107 @@
+"""Transactions with their append-only history, and the queries over them, in memory."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import replace
+
+from storage.errors import DuplicateKey, NotFound
+from storage.memory.tables import Part
+from storage.models import Transaction, TransactionEvent, TransactionGroup, TransactionState
+
+LIVE_STATES = (
+    TransactionState.PENDING,
+    TransactionState.PROCESSING,
+    TransactionState.SUCCESS,
+    TransactionState.FLAGGED,
+)
+FINAL_STATES = (TransactionState.SUCCESS, TransactionState.FAILED)
+
+
+class TransactionsPart(Part):
+    """`Transactions` of the contract."""
+
+    def insert_transaction(self, txn: Transaction, reason: str) -> None:
+        t = self._w()
+        if txn.reference in t.transactions:
+            raise DuplicateKey(f"transaction {txn.reference}")
+        t.transactions[txn.reference] = txn
+        t.events[txn.reference] = (
+            TransactionEvent(txn.reference, txn.state, reason, txn.created_at),
+        )
+
+    def set_state(self, reference: str, state: TransactionState, reason: str, at: float) -> None:
+        t = self._w()
+        txn = t.transactions.get(reference)
+        if txn is None:
+            raise NotFound(f"transaction {reference}")
+        t.transactions[reference] = replace(txn, state=state, reason=reason, updated_at=at)
+        t.events[reference] += (TransactionEvent(reference, state, reason, at),)
+
+    def get_transaction(self, reference: str) -> Transaction | None:
+        return self._t.transactions.get(reference)
+
+    def events(self, reference: str) -> list[TransactionEvent]:
+        return list(self._t.events.get(reference, ()))
+
+    def debited_since(self, user_id: str, since: float) -> int:
+        return sum(
+            t.amount
+            for t in self._t.transactions.values()
+            if t.payer_id == user_id and t.created_at >= since and t.state in LIVE_STATES
+        )
+
+    def search_transactions(
+        self,
+        phone: str | None = None,
+        state: TransactionState | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        reference: str | None = None,
+        oldest_first: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Transaction]:
+        def matches(t: Transaction) -> bool:
+            return (
+                (reference is None or t.reference == reference)
+                and (state is None or t.state == state)
+                and (since is None or t.created_at >= since)
+                and (until is None or t.created_at < until)
+                and (phone is None or phone in (t.payer_phone, t.payee))
+            )
+
+        sign = 1 if oldest_first else -1  # by creation time either way, then by reference
+        found = sorted(
+            filter(matches, self._t.transactions.values()),
+            key=lambda t: (sign * t.created_at, t.reference),
+        )
+        return found[offset : offset + limit]
+
+    def transaction_groups(self, since: float, until: float) -> list[TransactionGroup]:
+        groups: dict[tuple[TransactionState, str, str], list[int]] = defaultdict(list)
+        for t in self._t.transactions.values():
+            if since <= t.created_at < until:
+                # a failure's reason up to its first ':' ("insufficient_funds", "rejected by staff")
+                why = t.reason.split(":", 1)[0] if t.state == TransactionState.FAILED else ""
+                groups[(t.state, t.channel, why)].append(t.amount)
+        return [
+            TransactionGroup(state, channel, why, len(amounts), sum(amounts))
+            for (state, channel, why), amounts in sorted(groups.items())
+        ]
+
+    def settle_seconds(self, since: float, until: float, limit: int) -> list[float]:
+        settled = sorted(
+            (
+                t
+                for t in self._t.transactions.values()
+                if since <= t.created_at < until and t.state in FINAL_STATES
+            ),
+            key=lambda t: (-t.created_at, t.reference),
+        )
+        seconds = []
+        for t in settled[:limit]:
+            finals = [e.at for e in self._t.events[t.reference] if e.state in FINAL_STATES]
+            if finals:
+                seconds.append(max(0.0, float(min(finals) - t.created_at)))
+        return seconds

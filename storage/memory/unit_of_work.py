@@ -1,0 +1,27 @@
+"""The memory store's unit of work: every part of the contract, as mixins over shared tables."""
+
+from __future__ import annotations
+
+from storage.memory.inbound import InboundPart
+from storage.memory.jobs import JobsPart
+from storage.memory.ledger import LedgerPart
+from storage.memory.outbox import OutboxPart
+from storage.memory.rate_limits import RateLimitsPart
+from storage.memory.staff import StaffPart
+from storage.memory.transactions import TransactionsPart
+from storage.memory.transfer import TransferPart
+from storage.memory.users import UsersPart
+
+
+class MemoryUnitOfWork(
+    UsersPart,
+    LedgerPart,
+    InboundPart,
+    TransactionsPart,
+    OutboxPart,
+    JobsPart,
+    RateLimitsPart,
+    StaffPart,
+    TransferPart,
+):
+    """The contract's `UnitOfWork` over one set of tables: a working copy, or a snapshot to read."""

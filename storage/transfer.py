@@ -11,6 +11,7 @@ with the same master key (SMSPAY_MASTER_KEY, or the same DATA_DIR/master.key).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -31,8 +32,10 @@ from storage.models import (
     FrameRecord,
     History,
     InboundRecord,
+    Job,
     LedgerEntry,
     MetaValue,
+    OutboundSms,
     Record,
     StaffMember,
     TaskerGateway,
@@ -40,6 +43,7 @@ from storage.models import (
 )
 from storage.record_json import from_json, to_json
 
+SMS_SEND_JOB = "sms.send"  # the job every backend's enqueue_sms writes, keyed by the message id
 FORMAT, VERSION = "smspay-export", 1
 BATCH = 500  # records per unit of work on import
 SECRETS_NOTE = "secrets are wrapped under the source's master key, which is not in this file"
@@ -288,6 +292,27 @@ def _load(store: Store, kind: str, batch: list[Record]) -> None:
     store.atomic(lambda uow: uow.load(kind, batch))
 
 
+def _new_sms_ids(store: Store, file_ids: list[str]) -> dict[str, str]:
+    """The id each outbox SMS of the file got in the target (both keep the file's order)."""
+    target = store.read(lambda uow: [m.id for m in uow.outbox(limit=len(file_ids) or 1)])
+    return {old: new for old, new in zip(file_ids, target, strict=False) if new is not None}
+
+
+def _follow_sms(record: Record, new_ids: dict[str, str]) -> Record:
+    """An `sms.send` job names its message by id, which the target made anew: follow it.
+
+    Without this a message still waiting in the outbox would never be sent after a move to a
+    backend that makes other ids (SQLite counts, MongoDB makes ObjectIds).
+    """
+    if not isinstance(record, Job) or record.kind != SMS_SEND_JOB:
+        return record
+    new = new_ids.get(str(record.payload.get("id")))
+    if new is None:
+        return record
+    key = f"{SMS_SEND_JOB}:{new}"
+    return dataclasses.replace(record, id=key, key=key, payload={**record.payload, "id": new})
+
+
 def import_records(
     store: Store,
     records: Iterable[tuple[str, Record]],
@@ -295,9 +320,17 @@ def import_records(
 ) -> int:
     """Load records in file order, `BATCH` per unit of work; returns how many were loaded."""
     done = 0
+    sms_ids: list[str] = []  # the file's outbox ids, in order
+    new_sms_ids: dict[str, str] | None = None
     try:
         for kind, group in groupby(records, key=lambda item: item[0]):
             while batch := [record for _, record in islice(group, BATCH)]:
+                if kind == "outbox_sms":
+                    sms_ids += [str(r.id) for r in batch if isinstance(r, OutboundSms)]
+                elif kind == "jobs":
+                    if new_sms_ids is None:  # outbox_sms come before jobs in the file
+                        new_sms_ids = _new_sms_ids(store, sms_ids)
+                    batch = [_follow_sms(r, new_sms_ids) for r in batch]
                 _load(store, kind, batch)
                 done += len(batch)
                 if progress is not None:

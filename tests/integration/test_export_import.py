@@ -131,12 +131,19 @@ def export(app: Flask, path: Path) -> list[dict[str, Any]]:
 
 
 def normalised(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Export lines with the ids each store generates for itself left out."""
-    return [
-        {**line, "record": {**line["record"], "id": None}} if line.get("kind") in GENERATED_IDS
-        else line
-        for line in lines
-    ]  # fmt: skip
+    """Export lines with the ids each store generates for itself left out (an `sms.send` job is
+    keyed by its message's id, so its key goes too)."""
+
+    def plain(line: dict[str, Any]) -> dict[str, Any]:
+        record = line.get("record", {})
+        if line.get("kind") in GENERATED_IDS:
+            return {**line, "record": {**record, "id": None}}
+        if line.get("kind") == "jobs" and record["kind"] == "sms.send":
+            payload = {**record["payload"], "id": None}
+            return {**line, "record": {**record, "id": None, "key": None, "payload": payload}}
+        return line
+
+    return [plain(line) for line in lines]
 
 
 def everything(svc: Services) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from storage.models import (
     History,
     LedgerEntry,
     MetaValue,
+    OutboundSms,
     Record,
     TaskerGateway,
     User,
@@ -240,3 +241,31 @@ def test_the_imported_installation_works_through_the_service_layer(
     again = asha.seal(format_balance(PINS[ASHA], int(clock.now())), counter=2)
     assert legacy.tasker(ASHA, again) == first.reply
     assert legacy.balance(ASHA) == before[ASHA]
+
+
+def test_status_sms_waiting_in_the_file_are_sent_from_the_target(
+    imported: tuple[Flask, str],
+) -> None:
+    """The file's outbox still had messages to send; each `sms.send` job must find its message
+    in the target, whose ids are new (MongoDB makes ObjectIds), and send it once."""
+    from app.jobs import HANDLERS, ON_DEAD
+    from app.worker import Worker
+
+    app, _ = imported
+    svc = services(app)
+    waiting = [m for m in file_records()["outbox_sms"] if isinstance(m, OutboundSms)]
+    assert len(waiting) == 6 and {m.status for m in waiting} == {"pending"}
+    worker = Worker(svc, {"sms.send": HANDLERS["sms.send"]}, on_dead=ON_DEAD)
+    ran = 0
+    while worker.run_once():
+        ran += 1
+        assert ran <= 6, "a job ran twice or another appeared"
+    assert ran == 6
+    sent = svc.store.read(lambda uow: uow.outbox(100))
+    assert [(m.to, m.body, m.reference) for m in sent] == [
+        (m.to, m.body, m.reference) for m in waiting
+    ]
+    assert {m.status for m in sent} == {"sent"}
+    jobs = svc.store.read(lambda uow: uow.jobs(limit=100))
+    assert sorted(j.key for j in jobs) == sorted(f"sms.send:{m.id}" for m in sent)
+    assert {j.status.value for j in jobs} == {"done"}

@@ -87,7 +87,8 @@ def migrate(conn: sqlite3.Connection, name: str) -> int:
             conn.execute(f"PRAGMA user_version = {latest()}")
             # the same number, for whoever reads the meta table; never exported (BACKEND_META)
             conn.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                "INSERT INTO meta VALUES ('schema_version', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (str(latest()).encode(),),
             )
         conn.execute("COMMIT")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -15,6 +16,23 @@ from storage.sqlite.unit_of_work import SqliteUnitOfWork
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 15_000
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """Put the file in WAL mode (it stays so), waiting out another process doing the same.
+
+    Two processes switching a file at once: one gets SQLITE_BUSY at once, without the busy
+    timeout's wait (SQLite avoids a deadlock), and finds the file in WAL mode when it tries again.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class SqliteStore:
@@ -44,7 +62,7 @@ class SqliteStore:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             refuse_newer(conn, self.path.name)  # before WAL mode, which would change the file
-            conn.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(conn)
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:

@@ -27,6 +27,6 @@ class SqliteUnitOfWork(
     SqliteStaff,
     SqliteAudit,
     SqliteMeta,
-    SqliteTransfer,  # last: it reaches the parts above through the contract it declares
+    SqliteTransfer,  # reaches the parts above through the contract (UnitOfWork) it declares
 ):
     """The contract's `UnitOfWork` over one SQLite connection inside a transaction."""

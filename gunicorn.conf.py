@@ -15,14 +15,14 @@ preload_app = False
 
 
 def on_starting(server: object) -> None:
-    """Refuse to start on a database that was never prepared (a deploy error, not an outage)."""
+    """Refuse to start on a database this release cannot use (a deploy error, not an outage)."""
     from app import create_app
-    from storage.errors import SchemaMissing, StoreUnavailable
+    from storage.errors import SchemaMissing, SchemaTooNew, StoreUnavailable
 
     store = create_app().extensions["smspay"].store
     try:
         store.ping()
-    except SchemaMissing as exc:
+    except (SchemaMissing, SchemaTooNew) as exc:
         logging.getLogger("gunicorn.error").error("%s", exc)
         sys.exit(1)
     except StoreUnavailable as exc:  # an outage: start anyway, webhooks answer 503 until it ends

@@ -13,6 +13,10 @@ class SchemaMissing(StoreUnavailable):
     """The database answers but was never prepared: run `flask --app wsgi db init`."""
 
 
+class SchemaTooNew(StoreUnavailable):
+    """The database was migrated by a newer release than this one; it is left as it is."""
+
+
 class DuplicateKey(StoreError):
     """A unique constraint refused the write: the thing exists already."""
 

@@ -1,0 +1,99 @@
+"""Schema versions: ordered migrations, the version kept in SQLite's `PRAGMA user_version`.
+
+A file's user_version is the number of migrations applied to it. `migrate` applies the missing
+ones in order inside one write transaction (BEGIN IMMEDIATE) and reads the version again once it
+holds the lock, so processes starting together after an upgrade migrate once and never race:
+the others wait on the lock, then find nothing left to do. SQLite DDL is transactional, so a
+failed step leaves the file as it was. Statements run one by one: `executescript` would commit.
+
+Append a migration to change the schema; never edit, reorder or remove one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+
+from storage.errors import SchemaTooNew
+from storage.sqlite.schema import ADDED_COLUMNS, INDEXES, TABLES
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def statements(script: str) -> Iterator[str]:
+    """The statements of an SQL script, one at a time (a trigger's body stays in one piece)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending.strip()
+            pending = ""
+    if pending.strip(" \n;"):
+        raise ValueError(f"an incomplete statement ends the script: {pending.strip()!r}")
+
+
+def run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Execute a script's statements inside the caller's transaction."""
+    for statement in statements(script):
+        conn.execute(statement)
+
+
+def baseline(conn: sqlite3.Connection) -> None:
+    """1: the schema of the first versioned release; files made before it already hold tables."""
+    run_script(conn, TABLES)  # IF NOT EXISTS: a file made before versions keeps its tables
+    for table, column, definition in ADDED_COLUMNS:  # which such a file may have without these
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+    run_script(conn, INDEXES)
+
+
+# Version n is MIGRATIONS[n - 1]; read at call time, so a test may add steps.
+MIGRATIONS: tuple[Migration, ...] = (baseline,)
+
+
+def latest() -> int:
+    """The schema version this code writes and reads."""
+    return len(MIGRATIONS)
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    """The file's schema version (0: never versioned, or new and empty)."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def refuse_newer(conn: sqlite3.Connection, name: str) -> int:
+    """The file's version; SchemaTooNew if a newer release migrated it past this code."""
+    found = user_version(conn)
+    if found > latest():
+        raise SchemaTooNew(
+            f"{name} is at schema version {found}, newer than this release knows ({latest()}):"
+            " run the release that migrated it, or restore a backup made before; left unchanged"
+        )
+    return found
+
+
+def migrate(conn: sqlite3.Connection, name: str) -> int:
+    """Bring the file to the latest version; returns how many migrations this call applied."""
+    if refuse_newer(conn, name) == latest():
+        return 0  # every start but the first after an upgrade: no write lock taken
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = refuse_newer(conn, name)  # again under the lock: another process may have won
+        for step in MIGRATIONS[found:]:
+            step(conn)
+        if found < latest():
+            conn.execute(f"PRAGMA user_version = {latest()}")
+            # the same number, for whoever reads the meta table; never exported (BACKEND_META)
+            conn.execute(
+                "INSERT INTO meta VALUES ('schema_version', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(latest()).encode(),),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return latest() - found

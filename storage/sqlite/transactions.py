@@ -1,0 +1,125 @@
+"""Transactions, their append-only histories, and the queries over them (support and KPIs)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from storage.contract import Transactions
+from storage.models import Transaction, TransactionEvent, TransactionGroup, TransactionState
+from storage.sqlite.base import SqliteBase, insert, transaction_of
+
+FINAL_STATES = ("SUCCESS", "FAILED")
+
+
+def insert_transaction_row(conn: sqlite3.Connection, txn: Transaction) -> None:
+    """Write a transactions row as it is (no event); DuplicateKey if the reference is taken."""
+    insert(
+        conn,
+        "INSERT INTO transactions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        txn.reference, txn.kind.value, txn.amount, txn.state.value, txn.created_at,
+        txn.updated_at, txn.payer_id, txn.payer_phone, txn.payee_id, txn.payee, txn.reason,
+        txn.note, txn.channel,
+    )  # fmt: skip
+
+
+def insert_event(
+    conn: sqlite3.Connection, reference: str, state: TransactionState, reason: str, at: float
+) -> None:
+    """Append one state to a transaction's history."""
+    conn.execute(
+        "INSERT INTO transaction_events (reference, state, reason, at) VALUES (?, ?, ?, ?)",
+        (reference, state.value, reason, at),
+    )
+
+
+class SqliteTransactions(SqliteBase, Transactions):
+    """transactions and transaction_events; every state change appends an event."""
+
+    def insert_transaction(self, txn: Transaction, reason: str) -> None:
+        """Add a transaction and its first event; DuplicateKey if the reference is taken."""
+        insert_transaction_row(self._c, txn)
+        insert_event(self._c, txn.reference, txn.state, reason, txn.created_at)
+
+    def set_state(self, reference: str, state: TransactionState, reason: str, at: float) -> None:
+        """Move a transaction to `state` and append the event; NotFound for an unknown one."""
+        self._update(
+            "UPDATE transactions SET state = ?, reason = ?, updated_at = ? WHERE reference = ?",
+            state.value, reason, at, reference,
+        )  # fmt: skip
+        insert_event(self._c, reference, state, reason, at)
+
+    def get_transaction(self, reference: str) -> Transaction | None:
+        """The transaction with this reference, or None."""
+        row = self._one("SELECT * FROM transactions WHERE reference = ?", reference)
+        return transaction_of(row) if row else None
+
+    def events(self, reference: str) -> list[TransactionEvent]:
+        """Every state the transaction went through, oldest first."""
+        rows = self._c.execute(
+            "SELECT reference, state, reason, at FROM transaction_events WHERE reference = ?"
+            " ORDER BY id",
+            (reference,),
+        )
+        return [TransactionEvent(r[0], TransactionState(r[1]), r[2], r[3]) for r in rows]
+
+    def debited_since(self, user_id: str, since: float) -> int:
+        """Paise a payer committed since `since` (PENDING, PROCESSING, SUCCESS, FLAGGED)."""
+        row = self._one(
+            "SELECT COALESCE(SUM(amount), 0) FROM transactions WHERE payer_id = ?"
+            " AND created_at >= ? AND state IN ('PENDING', 'PROCESSING', 'SUCCESS', 'FLAGGED')",
+            user_id, since,
+        )  # fmt: skip
+        return int(row[0]) if row else 0
+
+    def search_transactions(
+        self,
+        phone: str | None = None,
+        state: TransactionState | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        reference: str | None = None,
+        oldest_first: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Transaction]:
+        """Transactions matching every given filter, by creation time then reference."""
+        sql, args = "SELECT * FROM transactions WHERE 1 = 1", list[Any]()
+        for clause, value in (
+            ("reference = ?", reference),
+            ("state = ?", state.value if state else None),
+            ("created_at >= ?", since),
+            ("created_at < ?", until),
+        ):
+            if value is not None:
+                sql += f" AND {clause}"
+                args.append(value)
+        if phone is not None:
+            sql += " AND (payer_phone = ? OR payee = ?)"
+            args += [phone, phone]
+        order = "ASC" if oldest_first else "DESC"
+        sql += f" ORDER BY created_at {order}, reference LIMIT ? OFFSET ?"
+        return [transaction_of(r) for r in self._c.execute(sql, (*args, limit, offset))]
+
+    def transaction_groups(self, since: float, until: float) -> list[TransactionGroup]:
+        """Counts and sums of transactions created in [since, until), by state, channel, reason."""
+        # a failure's reason up to its first ':' ("insufficient_funds", "rejected by staff")
+        rows = self._c.execute(
+            "SELECT state, channel, CASE WHEN state = 'FAILED'"
+            " THEN substr(reason, 1, instr(reason || ':', ':') - 1) ELSE '' END AS why,"
+            " COUNT(*), COALESCE(SUM(amount), 0) FROM transactions"
+            " WHERE created_at >= ? AND created_at < ? GROUP BY state, channel, why",
+            (since, until),
+        )
+        return [TransactionGroup(TransactionState(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+
+    def settle_seconds(self, since: float, until: float, limit: int) -> list[float]:
+        """Seconds from creation to SUCCESS or FAILED, for at most `limit` transactions."""
+        rows = self._c.execute(
+            "SELECT MIN(e.at) - t.created_at FROM transactions t"
+            " JOIN transaction_events e ON e.reference = t.reference"
+            " WHERE t.created_at >= ? AND t.created_at < ? AND t.state IN (?, ?)"
+            " AND e.state IN (?, ?) GROUP BY t.reference ORDER BY t.created_at DESC LIMIT ?",
+            (since, until, *FINAL_STATES, *FINAL_STATES, limit),
+        )
+        return [max(0.0, float(r[0])) for r in rows]

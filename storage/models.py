@@ -10,7 +10,8 @@ from crypto.replay import ReplayWindow
 
 
 class TransactionState(StrEnum):
-    """Life of a transaction: PENDING -> PROCESSING -> SUCCESS | FAILED (FLAGGED: held)."""
+    """Life of a transaction: PENDING -> PROCESSING -> SUCCESS | FAILED; FLAGGED holds the money
+    until staff approve or reject. Which state may follow which: app/services/ledger.py."""
 
     PENDING = "PENDING"
     PROCESSING = "PROCESSING"

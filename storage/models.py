@@ -229,6 +229,29 @@ class ProviderEvent:
     outcome: str = ""
 
 
+@dataclass(frozen=True)
+class JobGroup:
+    """Jobs not yet done that share kind and status, for metrics: how many, the earliest due."""
+
+    kind: str
+    status: JobStatus
+    count: int
+    oldest_run_after: float
+
+
+@dataclass(frozen=True)
+class WorkerBeat:
+    """A worker process's latest heartbeat: who it is, since when it runs, what it has done."""
+
+    owner: str  # the worker's lease owner id, unique per process
+    host: str
+    pid: int
+    started_at: float
+    beat_at: float
+    jobs_done: int = 0
+    stopped: bool = False  # True: it stopped on a signal and said so; not quiet, gone
+
+
 # Support staff and admins (app/services/staff.py): accounts, API tokens, the audit log.
 
 
@@ -346,7 +369,8 @@ RECORDS: dict[str, type[Record]] = {
     "audit_log": AuditEntry,
 }
 # Tables that need not travel: rate-limit buckets refill by themselves on the target.
-NOT_EXPORTED = frozenset({"rate_buckets", "rate_windows"})
+# Worker heartbeats describe the processes of one installation, not its data.
+NOT_EXPORTED = frozenset({"rate_buckets", "rate_windows", "workers"})
 KINDS = tuple(RECORDS)  # the order of the file, and of the import (records before referrers)
 # the kinds kept by the staff part of each backend
 STAFF_KINDS = ("staff", "api_tokens", "audit_log")

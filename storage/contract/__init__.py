@@ -26,6 +26,7 @@ from storage.contract.staff import Audit, Staff
 from storage.contract.transactions import Transactions
 from storage.contract.transfer import Meta, Transfer
 from storage.contract.users import Devices, TaskerGateways, Users
+from storage.contract.workers import Workers
 
 __all__ = [
     "Audit",
@@ -44,6 +45,7 @@ __all__ = [
     "Transfer",
     "UnitOfWork",
     "Users",
+    "Workers",
 ]
 
 T = TypeVar("T")
@@ -64,6 +66,7 @@ class UnitOfWork(
     Audit,
     Meta,
     Transfer,
+    Workers,
     Protocol,
 ):
     """Reads and writes inside one unit of work: every part of the contract."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from storage.models import Job, JobStatus, ProviderEvent
+from storage.models import Job, JobGroup, JobStatus, ProviderEvent
 
 
 class Jobs(Protocol):
@@ -47,6 +47,10 @@ class Jobs(Protocol):
 
     def jobs_for_reference(self, reference: str) -> list[Job]:
         """The jobs whose payload names this transaction, oldest first."""
+        ...
+
+    def job_groups(self) -> list[JobGroup]:
+        """Jobs not done, counted by kind and status, with each group's earliest `run_after`."""
         ...
 
 

@@ -43,3 +43,7 @@ class SmsOutbox(Protocol):
     def outbound_for_reference(self, reference: str) -> list[OutboundSms]:
         """The messages about one transaction, in the order they were queued."""
         ...
+
+    def sms_counts(self) -> dict[str, int]:
+        """How many messages the outbox holds in each status (statuses with none left out)."""
+        ...

@@ -11,7 +11,7 @@ from typing import Any
 
 from storage.errors import DuplicateKey
 from storage.memory.tables import Part, Tables, json_copy
-from storage.models import Job, JobStatus, ProviderEvent
+from storage.models import Job, JobGroup, JobStatus, ProviderEvent
 
 
 def put_job(
@@ -110,6 +110,18 @@ class JobsPart(Part):
     def jobs_for_reference(self, reference: str) -> list[Job]:
         found = [j for j in self._t.jobs.values() if j.payload.get("reference") == reference]
         return [_out(j) for j in sorted(found, key=lambda j: (j.created_at, j.key))]
+
+    def job_groups(self) -> list[JobGroup]:
+        groups: dict[tuple[str, JobStatus], JobGroup] = {}
+        for j in self._t.jobs.values():
+            if j.status is JobStatus.DONE:
+                continue
+            g = groups.get((j.kind, j.status))
+            count, oldest = (g.count, g.oldest_run_after) if g else (0, j.run_after)
+            groups[(j.kind, j.status)] = JobGroup(
+                j.kind, j.status, count + 1, min(oldest, j.run_after)
+            )
+        return [groups[k] for k in sorted(groups, key=lambda k: (k[0], k[1].value))]
 
     # provider events
     def find_provider_event(self, provider: str, event_id: str) -> ProviderEvent | None:

@@ -94,3 +94,9 @@ class OutboxPart(Part):
 
     def outbound_for_reference(self, reference: str) -> list[OutboundSms]:
         return [m for _, m in sorted(self._t.outbox_sms.items()) if m.reference == reference]
+
+    def sms_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for m in self._t.outbox_sms.values():
+            counts[m.status] = counts.get(m.status, 0) + 1
+        return counts

@@ -28,6 +28,7 @@ from storage.models import (
     Transaction,
     TransactionEvent,
     User,
+    WorkerBeat,
 )
 
 
@@ -53,6 +54,7 @@ class Tables:
     staff: dict[str, StaffMember] = field(default_factory=dict)
     api_tokens: dict[str, ApiToken] = field(default_factory=dict)
     audit_log: dict[str, AuditEntry] = field(default_factory=dict)
+    workers: dict[str, WorkerBeat] = field(default_factory=dict)
     last_ids: dict[str, int] = field(default_factory=dict)  # generated integer ids, per table
 
     def copy(self) -> Tables:

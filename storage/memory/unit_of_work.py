@@ -11,6 +11,7 @@ from storage.memory.staff import StaffPart
 from storage.memory.transactions import TransactionsPart
 from storage.memory.transfer import TransferPart
 from storage.memory.users import UsersPart
+from storage.memory.workers import WorkersPart
 
 
 class MemoryUnitOfWork(
@@ -23,5 +24,6 @@ class MemoryUnitOfWork(
     RateLimitsPart,
     StaffPart,
     TransferPart,
+    WorkersPart,
 ):
     """The contract's `UnitOfWork` over one set of tables: a working copy, or a snapshot to read."""

@@ -59,6 +59,6 @@ INDEXES: dict[str, list[IndexModel]] = {
 }
 # Collections without indexes of their own are created up front too: a collection created inside
 # a transaction conflicts with concurrent ones (and MongoDB before 4.4 refuses it there).
-COLLECTIONS = (*INDEXES, "accounts", "meta", "tasker_gateways")
+COLLECTIONS = (*INDEXES, "accounts", "meta", "tasker_gateways", "workers")
 # An index `db init` makes: the store refuses to run on a database that lacks it.
 READY_INDEX = ("users", "phone_unique")

@@ -8,7 +8,7 @@ from typing import Any
 from pymongo import ASCENDING, ReturnDocument
 
 from storage.contract.jobs import Jobs, ProviderEvents
-from storage.models import Job, JobStatus, ProviderEvent
+from storage.models import Job, JobGroup, JobStatus, ProviderEvent
 from storage.mongo import documents as docs
 from storage.mongo.base import MongoBase
 
@@ -132,6 +132,27 @@ class MongoJobs(MongoBase, Jobs):
         """The jobs whose payload names this transaction, oldest first."""
         found = self._db.jobs.find({"payload.reference": reference}, session=self._s)
         return [docs.job(d) for d in found.sort([("created_at", ASCENDING), ("_id", ASCENDING)])]
+
+    def job_groups(self) -> list[JobGroup]:
+        """Jobs not done, by kind and status, with each group's earliest `run_after`."""
+        rows = self._db.jobs.aggregate(
+            [
+                {"$match": {"status": {"$in": ["pending", "running", "dead"]}}},  # the due index
+                {
+                    "$group": {
+                        "_id": {"kind": "$kind", "status": "$status"},
+                        "n": {"$sum": 1},
+                        "oldest": {"$min": "$run_after"},
+                    }
+                },
+            ],
+            session=self._s,
+        )
+        groups = [
+            JobGroup(r["_id"]["kind"], JobStatus(r["_id"]["status"]), int(r["n"]), r["oldest"])
+            for r in rows
+        ]
+        return sorted(groups, key=lambda g: (g.kind, g.status.value))
 
 
 class MongoProviderEvents(MongoBase, ProviderEvents):

@@ -104,3 +104,10 @@ class MongoSmsOutbox(MongoJobs, SmsOutbox):
         """The messages about one transaction, in the order they were queued."""
         found = self._db.outbox_sms.find({"reference": reference}, session=self._s)
         return [docs.sms(d) for d in found.sort("_id")]
+
+    def sms_counts(self) -> dict[str, int]:
+        """How many messages the outbox holds in each status."""
+        rows = self._db.outbox_sms.aggregate(
+            [{"$group": {"_id": "$status", "n": {"$sum": 1}}}], session=self._s
+        )
+        return {r["_id"]: int(r["n"]) for r in rows}

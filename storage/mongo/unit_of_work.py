@@ -11,6 +11,7 @@ from storage.mongo.staff import MongoAudit, MongoStaff
 from storage.mongo.transactions import MongoTransactions
 from storage.mongo.transfer import MongoMeta, MongoTransfer
 from storage.mongo.users import MongoDevices, MongoTaskerGateways, MongoUsers
+from storage.mongo.workers import MongoWorkers
 
 
 class MongoUnitOfWork(
@@ -28,5 +29,6 @@ class MongoUnitOfWork(
     MongoAudit,
     MongoTransfer,
     MongoMeta,
+    MongoWorkers,
 ):
     """The contract's `UnitOfWork` inside a session's transaction or snapshot (or neither)."""

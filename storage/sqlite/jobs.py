@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from storage.contract import Jobs, ProviderEvents
-from storage.models import Job, JobStatus, ProviderEvent
+from storage.models import Job, JobGroup, JobStatus, ProviderEvent
 from storage.sqlite.base import SqliteBase, job_of
 
 
@@ -116,6 +116,16 @@ class SqliteJobs(SqliteBase, Jobs):
             (reference,),
         )
         return [job_of(r) for r in rows]
+
+    def job_groups(self) -> list[JobGroup]:
+        """Jobs not done, by kind and status, with each group's earliest `run_after`."""
+        # through the (status, run_after) index: done jobs, the bulk of the table, are not read
+        rows = self._c.execute(
+            "SELECT kind, status, COUNT(*), MIN(run_after) FROM jobs"
+            " WHERE status IN ('pending', 'running', 'dead') GROUP BY kind, status"
+            " ORDER BY kind, status"
+        )
+        return [JobGroup(r[0], JobStatus(r[1]), r[2], r[3]) for r in rows]
 
 
 class SqliteProviderEvents(SqliteBase, ProviderEvents):

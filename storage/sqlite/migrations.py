@@ -49,8 +49,17 @@ def baseline(conn: sqlite3.Connection) -> None:
     run_script(conn, INDEXES)
 
 
+def worker_heartbeats(conn: sqlite3.Connection) -> None:
+    """2: the `workers` table, one heartbeat row per worker process."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS workers (owner TEXT PRIMARY KEY, host TEXT NOT NULL,"
+        " pid INTEGER NOT NULL, started_at REAL NOT NULL, beat_at REAL NOT NULL,"
+        " jobs_done INTEGER NOT NULL DEFAULT 0, stopped INTEGER NOT NULL DEFAULT 0)"
+    )
+
+
 # Version n is MIGRATIONS[n - 1]; read at call time, so a test may add steps.
-MIGRATIONS: tuple[Migration, ...] = (baseline,)
+MIGRATIONS: tuple[Migration, ...] = (baseline, worker_heartbeats)
 
 
 def latest() -> int:

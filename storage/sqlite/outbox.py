@@ -93,3 +93,8 @@ class SqliteSmsOutbox(SqliteBase, SmsOutbox):
             "SELECT * FROM outbox_sms WHERE reference = ? ORDER BY id", (reference,)
         )
         return [sms_of(r) for r in rows]
+
+    def sms_counts(self) -> dict[str, int]:
+        """How many messages the outbox holds in each status (read from the status index)."""
+        rows = self._c.execute("SELECT status, COUNT(*) FROM outbox_sms GROUP BY status")
+        return {r[0]: r[1] for r in rows}

@@ -11,6 +11,7 @@ from storage.sqlite.staff import SqliteAudit, SqliteStaff
 from storage.sqlite.transactions import SqliteTransactions
 from storage.sqlite.transfer import SqliteMeta, SqliteTransfer
 from storage.sqlite.users import SqliteDevices, SqliteTaskerGateways, SqliteUsers
+from storage.sqlite.workers import SqliteWorkers
 
 
 class SqliteUnitOfWork(
@@ -27,6 +28,7 @@ class SqliteUnitOfWork(
     SqliteStaff,
     SqliteAudit,
     SqliteMeta,
+    SqliteWorkers,
     SqliteTransfer,  # reaches the parts above through the contract (UnitOfWork) it declares
 ):
     """The contract's `UnitOfWork` over one SQLite connection inside a transaction."""

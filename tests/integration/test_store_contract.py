@@ -14,6 +14,8 @@ from storage.models import (
     Device,
     FrameRecord,
     InboundRecord,
+    JobGroup,
+    JobStatus,
     OutboundSms,
     Posting,
     TaskerGateway,
@@ -21,6 +23,7 @@ from storage.models import (
     TransactionKind,
     TransactionState,
     User,
+    WorkerBeat,
 )
 from tests.conftest import EVERY_STORE
 
@@ -245,3 +248,53 @@ def test_init_is_idempotent_and_ping_answers(store: Store) -> None:
     store.init()
     store.init()
     store.ping()
+
+
+def test_worker_beats_replace_their_owners_record_and_old_ones_are_forgotten(store: Store) -> None:
+    first = WorkerBeat("host-a:11:1", "host-a", 11, 100.0, 100.0)
+    store.atomic(lambda uow: uow.beat(first))
+    later = WorkerBeat("host-a:11:1", "host-a", 11, 100.0, 160.0, jobs_done=3)
+    other = WorkerBeat("host-b:22:1", "host-b", 22, 120.0, 130.0, jobs_done=1, stopped=True)
+    store.atomic(lambda uow: (uow.beat(later), uow.beat(other)))
+    assert store.read(lambda uow: uow.workers()) == [later, other]  # the most recent beat first
+    assert store.atomic(lambda uow: uow.forget_workers(before=150.0)) == 1
+    assert store.read(lambda uow: uow.workers()) == [later]
+    assert store.atomic(lambda uow: uow.forget_workers(before=150.0)) == 0
+
+
+def test_job_groups_count_jobs_not_done_by_kind_and_status(store: Store) -> None:
+    def queue(uow: UnitOfWork) -> None:
+        uow.enqueue_job("payout", "p1", {}, run_after=50.0, now=1.0)
+        uow.enqueue_job("payout", "p2", {}, run_after=20.0, now=1.0)
+        uow.enqueue_job("payout", "p3", {}, run_after=500.0, now=1.0)
+        uow.enqueue_job("poll", "s1", {}, run_after=10.0, now=1.0)
+        uow.enqueue_job("poll", "s2", {}, run_after=30.0, now=1.0)
+
+    store.atomic(queue)
+    assert store.read(lambda uow: uow.job_groups()) == [
+        JobGroup("payout", JobStatus.PENDING, 3, 20.0),
+        JobGroup("poll", JobStatus.PENDING, 2, 10.0),
+    ]
+    done = store.atomic(lambda uow: uow.claim_job("w", 100.0, 60, ["poll"]))
+    assert done is not None and done.key == "s1"
+    store.atomic(lambda uow: uow.finish_job("s1", "w", 101.0))
+    dead = store.atomic(lambda uow: uow.claim_job("w", 102.0, 60, ["poll"]))
+    assert dead is not None and dead.key == "s2"
+    store.atomic(lambda uow: uow.bury_job("s2", "w", "gave up", 103.0))
+    running = store.atomic(lambda uow: uow.claim_job("w", 104.0, 60, ["payout"]))
+    assert running is not None and running.key == "p2"
+    assert store.read(lambda uow: uow.job_groups()) == [  # the done job is not counted
+        JobGroup("payout", JobStatus.PENDING, 2, 50.0),
+        JobGroup("payout", JobStatus.RUNNING, 1, 20.0),
+        JobGroup("poll", JobStatus.DEAD, 1, 30.0),
+    ]
+
+
+def test_sms_counts_by_status(store: Store) -> None:
+    assert store.read(lambda uow: uow.sms_counts()) == {}
+    for ref in ("R1", "R2", "R3"):
+        store.atomic(lambda uow, r=ref: uow.enqueue_sms(OutboundSms("+911111111111", "hi", 1.0, r)))
+    first = store.read(lambda uow: uow.outbox())[0]
+    assert first.id is not None
+    store.atomic(lambda uow: uow.update_sms(str(first.id), 2.0, status="delivered"))
+    assert store.read(lambda uow: uow.sms_counts()) == {"pending": 2, "delivered": 1}

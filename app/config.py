@@ -106,6 +106,15 @@ class Settings:
     worker_max_attempts: int = _setting(8, "Attempts before a job moves to the dead-letter state.")
     worker_backoff_base_seconds: int = _setting(2, "First retry delay (doubles, full jitter).")
     worker_backoff_max_seconds: int = _setting(600, "Longest retry delay.")
+    worker_quiet_seconds: int = _setting(
+        60, "A worker that has not sent a heartbeat for this long is quiet (readyz, dashboard)."
+    )
+    readyz_needs_worker: int = _setting(
+        1, "1: /readyz answers 503 while no worker is heard from; 0: the store alone decides."
+    )
+    metrics_token: str = _setting(
+        "", "Bearer token /metrics asks for; unset: /metrics is open (scrape on a private network)."
+    )
     secret_key: str = _setting(
         "", "Signs console session cookies. Unset: made once in DATA_DIR/console.secret (dev only)."
     )
@@ -159,6 +168,8 @@ class Settings:
             raise ConfigError("limits must be positive amounts in paise")
         if self.sms_channel not in ("log", "twilio", "tasker"):
             raise ConfigError("SMSPAY_SMS_CHANNEL must be log, twilio or tasker")
+        if self.worker_quiet_seconds < 10:
+            raise ConfigError("SMSPAY_WORKER_QUIET_SECONDS must be 10 or more")
         if self.console_session_hours < 1:
             raise ConfigError("SMSPAY_CONSOLE_SESSION_HOURS must be 1 or more")
         if self.log_format not in ("json", "text"):

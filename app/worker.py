@@ -5,6 +5,8 @@ a worker that dies mid-job loses nothing: its lease expires and another worker r
 again. Handlers are therefore idempotent (payouts carry our reference as idempotency key).
 Failures retry with exponential backoff and full jitter; after `max_attempts` the job is dead,
 visible with `flask --app wsgi jobs list --status dead` and revivable with `jobs retry`.
+Every few seconds, busy or idle, a worker records a heartbeat in the store
+(app/services/workers.py), which /readyz, /metrics and the console's dashboard read.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ import random
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import FrameType
 
 from app.bootstrap import Services
 from app.logs import REQUEST_ID
+from app.services import workers
 from storage.errors import StoreUnavailable
-from storage.models import Job
+from storage.models import Job, WorkerBeat
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,30 @@ class Worker:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.rng = rng or random.Random()
         self.stopping = threading.Event()
+        self.started_at = svc.clock.now()
+        self.jobs_done = 0
+        # a few beats per quiet window, at most one every 5 s
+        self.beat_every = min(5.0, svc.settings.worker_quiet_seconds / 4)
+        self._beat_at: float | None = None  # monotonic time of the last beat recorded
+
+    def heartbeat(self, stopped: bool = False) -> None:
+        """Record that this worker is alive (at most every `beat_every` s, unless `stopped`).
+
+        A store that does not answer skips the beat: the worker goes quiet, which is the truth.
+        """
+        mono = time.monotonic()
+        if not stopped and self._beat_at is not None and mono - self._beat_at < self.beat_every:
+            return
+        me = WorkerBeat(
+            self.owner, socket.gethostname(), os.getpid(), self.started_at,
+            self.svc.clock.now(), self.jobs_done, stopped,
+        )  # fmt: skip
+        try:
+            workers.beat(self.svc, me)
+        except StoreUnavailable as exc:
+            log.warning("worker %s could not record its heartbeat: %s", self.owner, exc)
+            return
+        self._beat_at = mono
 
     def run_once(self) -> bool:
         """Claim and run one due job; False when none was due."""
@@ -80,6 +108,7 @@ class Worker:
             self._run(job)
         finally:
             REQUEST_ID.reset(token)
+        self.jobs_done += 1
         return True
 
     def _run(self, job: Job) -> None:
@@ -137,6 +166,7 @@ class Worker:
         """Run jobs until stopped (SIGTERM/SIGINT finish the current job first); returns count."""
         done = 0
         while not self.stopping.is_set() and (max_jobs is None or done < max_jobs):
+            self.heartbeat()
             try:
                 ran = self.run_once()
             except StoreUnavailable as exc:
@@ -146,6 +176,7 @@ class Worker:
                 done += 1
             else:
                 self.stopping.wait(idle_sleep)
+        self.heartbeat(stopped=True)  # leaving on purpose: say so, rather than go quiet
         return done
 
     def stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:

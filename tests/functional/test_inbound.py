@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from app.bootstrap import Services
 from sms import replies
 from tests.conftest import World
 from tests.support import (
@@ -433,8 +434,12 @@ def test_store_that_is_down_answers_503_so_the_provider_retries(
     assert balances(world) == (100_000 - 100, 100)
 
 
-def test_health(client: FlaskClient) -> None:
+def test_health(client: FlaskClient, svc: Services) -> None:
+    from app.worker import Worker
+
     assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 503  # no worker yet (test_observability.py)
+    Worker(svc, {}).heartbeat()
     assert client.get("/readyz").status_code == 200
 
 

@@ -371,3 +371,56 @@ def test_a_jobs_log_lines_carry_the_request_id_that_queued_it(svc: Services) -> 
     assert worker.run_once() and worker.run_once()
     assert seen == {"traced": "req-7", "untraced": "job:untraced"}
     assert REQUEST_ID.get() == ""
+
+
+def test_a_worker_beats_as_it_runs_and_says_goodbye_when_it_stops(
+    svc: Services, clock: FakeClock
+) -> None:
+    for key in ("a", "b"):
+        enqueue(svc, key)
+    worker = Worker(svc, {"test": Recorder()}, owner="box:1:w")
+    worker.beat_every = 0  # every turn of the loop
+    started = clock.now()
+    beats: list[tuple[float, int, bool]] = []
+    real_beat = worker.heartbeat
+
+    def spy(stopped: bool = False) -> None:
+        real_beat(stopped)
+        (w,) = svc.store.read(lambda uow: uow.workers())
+        beats.append((w.beat_at, w.jobs_done, w.stopped))
+        clock.advance(1)
+
+    worker.heartbeat = spy  # type: ignore[method-assign]
+    assert worker.run(idle_sleep=0, max_jobs=2) == 2
+    assert beats == [(started, 0, False), (started + 1, 1, False), (started + 2, 2, True)]
+    (w,) = svc.store.read(lambda uow: uow.workers())
+    assert (w.owner, w.started_at, w.pid > 0, w.host != "") == ("box:1:w", started, True, True)
+
+
+def test_beats_are_spaced_out_and_a_store_outage_only_skips_one(
+    svc: Services, clock: FakeClock, tmp_path: Any
+) -> None:
+    from storage.sqlite import SqliteStore
+
+    worker = Worker(svc, {}, owner="box:1:w")
+    assert worker.beat_every == 5  # SMSPAY_WORKER_QUIET_SECONDS 60: at most every 5 s
+    worker.heartbeat()
+    clock.advance(3)
+    worker.heartbeat()  # too soon: not written
+    assert [w.beat_at for w in svc.store.read(lambda uow: uow.workers())] == [clock.now() - 3]
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    real = svc.store
+    svc.__dict__["store"] = SqliteStore(blocker / "db.sqlite3")
+    try:
+        worker.heartbeat(stopped=True)  # logged, not raised: the loop goes on
+    finally:
+        svc.__dict__["store"] = real
+    assert [w.stopped for w in svc.store.read(lambda uow: uow.workers())] == [False]
+
+
+def test_workers_silent_for_a_day_are_forgotten(svc: Services, clock: FakeClock) -> None:
+    Worker(svc, {}, owner="old").heartbeat()
+    clock.advance(86_401)
+    Worker(svc, {}, owner="new").heartbeat()
+    assert [w.owner for w in svc.store.read(lambda uow: uow.workers())] == ["new"]

@@ -2,7 +2,11 @@
 
 import logging
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
+from typing import Any
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "sync"
@@ -13,9 +17,24 @@ logger_class = "app.access_log.MaskingLogger"  # phone numbers masked in the acc
 # No preload: nothing is shared across fork, each worker builds its own connections.
 preload_app = False
 
+# /metrics adds up the request counters of every worker process (prometheus-client's multiprocess
+# mode): each process writes its counters to files in this directory, which must be set before
+# any worker starts and must not hold files of an earlier run. An operator may choose it; else it
+# is a fresh temporary directory, removed when gunicorn exits. See app/web/metrics.py.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_own_metrics_dir = ""
+if not os.environ.get(MULTIPROC_ENV):
+    _own_metrics_dir = tempfile.mkdtemp(prefix="smspay-metrics-")
+    os.environ[MULTIPROC_ENV] = _own_metrics_dir
+
 
 def on_starting(server: object) -> None:
     """Refuse to start on a database this release cannot use (a deploy error, not an outage)."""
+    metrics_dir = Path(os.environ[MULTIPROC_ENV])
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in metrics_dir.glob("*.db"):  # counters of processes of an earlier run
+        stale.unlink()
+
     from app import create_app
     from storage.errors import SchemaMissing, SchemaTooNew, StoreUnavailable
 
@@ -29,3 +48,16 @@ def on_starting(server: object) -> None:
         logging.getLogger("gunicorn.error").warning("store unavailable at start: %s", exc)
     finally:
         store.close()
+
+
+def child_exit(server: object, worker: Any) -> None:
+    """A worker process ended: its counters stay counted; its live gauges are dropped."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: object) -> None:
+    """Remove the metrics directory gunicorn made for itself (never one an operator chose)."""
+    if _own_metrics_dir:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)

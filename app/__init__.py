@@ -43,13 +43,14 @@ def create_app(
         )
 
     from app.cli import register_cli
-    from app.web import api, console, errors, health, sms_outbound, webhooks
+    from app.web import api, console, errors, health, metrics, sms_outbound, webhooks
 
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(sms_outbound.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(console.bp)
+    metrics.install(app)
     errors.register(app)
     register_cli(app)
     return app

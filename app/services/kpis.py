@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from app.bootstrap import Services
+from app.services.workers import WorkerHealth, read_health
 from crypto.replay import WINDOW_SIZE, ReplayWindow
 from sms.numbers import mask_phone
 from storage.contract import UnitOfWork
@@ -77,6 +78,7 @@ class Kpis:
     devices_active: int
     devices_with_gaps: int
     devices_silent: int
+    workers: list[WorkerHealth] = field(default_factory=list)  # heard from in the last day
 
 
 def counter_gaps(window: ReplayWindow) -> int:
@@ -157,7 +159,7 @@ def dashboard(svc: Services) -> Kpis:
         return Kpis(
             now, day, week, days, gateways,
             flagged[:DEVICES_SHOWN], len(devices), sum(1 for d in devices if d.gaps),
-            sum(1 for d in devices if d.silent),
+            sum(1 for d in devices if d.silent), read_health(svc, uow),
         )  # fmt: skip
 
     return svc.store.read(read)

@@ -348,6 +348,19 @@ class DeviceHealthSchema(Schema):
     silent = fields.Boolean(required=True)
 
 
+class WorkerHealthSchema(Schema):
+    """A worker process and whether it is heard from (SMSPAY_WORKER_QUIET_SECONDS)."""
+
+    owner = fields.String(required=True)
+    host = fields.String(required=True)
+    pid = fields.Integer(required=True)
+    started_at = Timestamp(required=True)
+    last_beat_at = Timestamp(required=True)
+    seconds_since_beat = fields.Float(required=True)
+    jobs_done = fields.Integer(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(["running", "quiet", "stopped"]))
+
+
 class KpisSchema(Schema):
     """Today's and the last 7 days' KPIs and the phones that need a look."""
 
@@ -360,3 +373,4 @@ class KpisSchema(Schema):
     devices_active = fields.Integer(required=True)
     devices_with_gaps = fields.Integer(required=True)
     devices_silent = fields.Integer(required=True)
+    workers = fields.List(fields.Nested(WorkerHealthSchema), required=True)

@@ -125,7 +125,8 @@ def dashboard() -> Page:
         "failures": data.week.failures,
         "channels": data.week.channels,
     }  # fmt: skip
-    return _render("dashboard.html", k=data, chart=chart)
+    quiet = services().settings.worker_quiet_seconds
+    return _render("dashboard.html", k=data, chart=chart, quiet_seconds=quiet)
 
 
 def _query() -> tuple[support.TxQuery | None, dict[str, list[str]]]:

@@ -1,0 +1,215 @@
+"""/metrics in Prometheus's text format.
+
+Two kinds of figures:
+
+- **From the store, at scrape time** (`StoreCollector`): transactions today, jobs, the outbox,
+  worker heartbeats. They are the same whichever web process answers the scrape.
+- **Per process**: HTTP requests by route rule, method and status, and their durations, counted
+  by Flask hooks. gunicorn runs several processes, and a scrape reaches one of them, so these use
+  prometheus-client's multiprocess mode: when PROMETHEUS_MULTIPROC_DIR is set (gunicorn.conf.py
+  sets it), every process writes its counters to files there and a scrape adds them all up.
+  Unset (tests, `flask run`), this process's own registry is served.
+
+SMSPAY_METRICS_TOKEN, when set, is the bearer token a scrape must send.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+from collections.abc import Iterable, Iterator
+
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from app.bootstrap import Services
+from app.services import operations
+from app.web import services
+from storage.errors import StoreUnavailable
+from storage.models import JobStatus, TransactionState
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+UNMATCHED = "(unmatched)"  # requests no route matched (404s), under one label
+
+bp = Blueprint("metrics", __name__)
+
+REQUESTS = Counter(
+    "smspay_http_requests",
+    "HTTP requests answered, by route rule, method and status.",
+    ["route", "method", "status"],
+)
+DURATION = Histogram(
+    "smspay_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route rule.",
+    ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+
+
+def install(app: Flask) -> None:
+    """Count every request the app answers (errors included) and serve /metrics."""
+
+    @app.before_request
+    def _start() -> None:
+        g.metrics_started = time.perf_counter()
+
+    @app.after_request
+    def _count(response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule is not None else UNMATCHED
+        REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        started = g.get("metrics_started")
+        if started is not None:
+            DURATION.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    app.register_blueprint(bp)
+
+
+class StoreCollector:
+    """The store's figures, read when scraped (one snapshot per scrape)."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    def collect(self) -> Iterator[Metric]:
+        """Every store metric; only `smspay_store_up 0` when the store does not answer."""
+        up = GaugeMetricFamily("smspay_store_up", "1 when the store answered this scrape, else 0.")
+        try:
+            ops = operations.snapshot(self.svc)
+        except StoreUnavailable:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from _transactions(ops)
+        yield from _jobs(ops)
+        yield from _outbox(ops)
+        yield from _workers(ops)
+
+
+def _transactions(ops: operations.Operations) -> Iterable[Metric]:
+    count = GaugeMetricFamily(
+        "smspay_transactions_today",
+        "Transactions created since local midnight (SMSPAY_TIMEZONE), by current state.",
+        labels=["state"],
+    )
+    paise = GaugeMetricFamily(
+        "smspay_transactions_today_paise",
+        "Amount of the transactions created since local midnight, in paise, by current state.",
+        labels=["state"],
+    )
+    failed = GaugeMetricFamily(
+        "smspay_transactions_failed_today",
+        "Transactions created since local midnight that failed, by reason.",
+        labels=["reason"],
+    )
+    by_state = {s: [0, 0] for s in TransactionState}
+    reasons: dict[str, int] = {}
+    for grp in ops.today:
+        by_state[grp.state][0] += grp.count
+        by_state[grp.state][1] += grp.amount
+        if grp.state is TransactionState.FAILED:
+            reason = grp.reason or "unknown"
+            reasons[reason] = reasons.get(reason, 0) + grp.count
+    for state, (n, amount) in by_state.items():
+        count.add_metric([state.value], n)
+        paise.add_metric([state.value], amount)
+    for reason, n in sorted(reasons.items()):
+        failed.add_metric([reason], n)
+    return count, paise, failed
+
+
+def _jobs(ops: operations.Operations) -> Iterable[Metric]:
+    jobs = GaugeMetricFamily(
+        "smspay_jobs", "Jobs not done, by kind and state (pending, running, dead).",
+        labels=["kind", "state"],
+    )  # fmt: skip
+    for grp in ops.jobs:
+        jobs.add_metric([grp.kind, grp.status.value], grp.count)
+    dead = GaugeMetricFamily("smspay_jobs_dead", "Jobs given up on (dead letters), every kind.")
+    dead.add_metric([], sum(grp.count for grp in ops.jobs if grp.status is JobStatus.DEAD))
+    due = GaugeMetricFamily(
+        "smspay_jobs_oldest_due_seconds",
+        "How long the most overdue pending job has been due; 0 when none is due.",
+    )
+    due.add_metric([], ops.oldest_due_seconds)
+    return jobs, dead, due
+
+
+def _outbox(ops: operations.Operations) -> Iterable[Metric]:
+    sms = GaugeMetricFamily(
+        "smspay_outbox_sms", "Status SMS in the outbox, by state.", labels=["state"]
+    )
+    for state, n in sorted(ops.sms.items()):
+        sms.add_metric([state], n)
+    return (sms,)
+
+
+def _workers(ops: operations.Operations) -> Iterable[Metric]:
+    states = GaugeMetricFamily(
+        "smspay_workers",
+        "Worker processes heard from in the last day: running, quiet (no heartbeat within"
+        " SMSPAY_WORKER_QUIET_SECONDS) or stopped.",
+        labels=["state"],
+    )
+    for state in ("running", "quiet", "stopped"):
+        states.add_metric([state], sum(1 for w in ops.workers if w.state == state))
+    since = GaugeMetricFamily(
+        "smspay_worker_seconds_since_heartbeat",
+        "Seconds since each worker that has not stopped last sent a heartbeat.",
+        labels=["worker", "host"],
+    )
+    for w in ops.workers:
+        if w.state != "stopped":
+            since.add_metric([w.owner, w.host], w.seconds_since_beat)
+    return states, since
+
+
+class _ThisProcess:
+    """This process's own metrics (the default registry), when not in multiprocess mode."""
+
+    def collect(self) -> Iterable[Metric]:
+        return REGISTRY.collect()
+
+
+def registry(svc: Services) -> CollectorRegistry:
+    """What one scrape serves: the request counters of every process, and the store's figures."""
+    reg = CollectorRegistry()
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.MultiProcessCollector(reg)  # type: ignore[no-untyped-call]
+    else:
+        reg.register(_ThisProcess())
+    reg.register(StoreCollector(svc))
+    return reg
+
+
+def _authorised(token: str) -> bool:
+    sent = request.headers.get("Authorization", "")
+    scheme, _, value = sent.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        value.strip().encode(), token.encode()
+    )
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """The metrics, in Prometheus's text format; 401 without the token when one is set."""
+    svc = services()
+    token = svc.settings.metrics_token
+    if token and not _authorised(token):
+        return Response(
+            '{"error": "a bearer token is required"}', 401,
+            {"WWW-Authenticate": "Bearer", "Content-Type": "application/json"},
+        )  # fmt: skip
+    return Response(generate_latest(registry(svc)), 200, {"Content-Type": CONTENT_TYPE_LATEST})

@@ -97,6 +97,8 @@ def server(
         SMSPAY_LOG_LEVEL="WARNING",
         SMSPAY_MONGODB_URI=mongodb_uri,
         SMSPAY_SANDBOX_SETTLE_SECONDS="1",
+        # where gunicorn's workers keep the counters /metrics adds up (made by gunicorn.conf.py)
+        PROMETHEUS_MULTIPROC_DIR=str(data_dir.parent / "metrics"),
     )
     srv = Server(url, env, data_dir)
     srv.cli("db", "init")

@@ -43,6 +43,7 @@ def on_starting(server: object) -> None:
         store.ping()
     except (SchemaMissing, SchemaTooNew) as exc:
         logging.getLogger("gunicorn.error").error("%s", exc)
+        on_exit(server)
         sys.exit(1)
     except StoreUnavailable as exc:  # an outage: start anyway, webhooks answer 503 until it ends
         logging.getLogger("gunicorn.error").warning("store unavailable at start: %s", exc)

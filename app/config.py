@@ -110,7 +110,7 @@ class Settings:
         60, "A worker that has not sent a heartbeat for this long is quiet (readyz, dashboard)."
     )
     readyz_needs_worker: int = _setting(
-        1, "1: /readyz answers 503 while no worker is heard from; 0: the store alone decides."
+        0, "1: /readyz answers 503 while no worker is heard from; 0: it only reports them."
     )
     metrics_token: str = _setting(
         "", "Bearer token /metrics asks for; unset: /metrics is open (scrape on a private network)."

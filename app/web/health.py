@@ -20,16 +20,23 @@ def healthz() -> tuple[dict[str, str], int]:
 
 @bp.get("/readyz")
 def readyz() -> tuple[dict[str, Any], int]:
-    """Readiness: the store answers (503 otherwise, from the app's error handler) and, unless
-    SMSPAY_READYZ_NEEDS_WORKER=0, a worker has sent a heartbeat within the quiet window."""
+    """Readiness: the store answers (503 otherwise, from the app's error handler). It reports
+    whether a worker was heard from within the quiet window; with SMSPAY_READYZ_NEEDS_WORKER=1
+    none is a 503 too (a deploy check), while by default a web process without workers still
+    takes SMS in (they wait in the outbox), so a load balancer keeps it in rotation."""
     svc = services()
     svc.store.ping()
-    if not svc.settings.readyz_needs_worker:
-        return {"status": "ready"}, 200
     found = workers.workers(svc)
     running = [w for w in found if w.state == "running"]
-    if not running:
-        last = max((w.last_beat_at for w in found), default=None)
-        quiet = svc.settings.worker_quiet_seconds
-        return {"status": "no worker", "quiet_seconds": quiet, "last_beat_at": last}, 503
-    return {"status": "ready", "workers": len(running)}, 200
+    if running:
+        return {"status": "ready", "workers": len(running)}, 200
+    body: dict[str, Any] = {
+        "status": "ready",
+        "workers": 0,
+        "worker": "quiet" if found else "none",
+        "quiet_seconds": svc.settings.worker_quiet_seconds,
+        "last_beat_at": max((w.last_beat_at for w in found), default=None),
+    }
+    if svc.settings.readyz_needs_worker:
+        return {**body, "status": "no worker"}, 503
+    return body, 200

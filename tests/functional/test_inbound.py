@@ -438,9 +438,9 @@ def test_health(client: FlaskClient, svc: Services) -> None:
     from app.worker import Worker
 
     assert client.get("/healthz").get_json() == {"status": "ok"}
-    assert client.get("/readyz").status_code == 503  # no worker yet (test_observability.py)
+    assert client.get("/readyz").get_json()["worker"] == "none"  # ready: SMS wait for a worker
     Worker(svc, {}).heartbeat()
-    assert client.get("/readyz").status_code == 200
+    assert client.get("/readyz").get_json() == {"status": "ready", "workers": 1}
 
 
 def test_errors_are_short_json_and_keep_their_headers(client: FlaskClient) -> None:

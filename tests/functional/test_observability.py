@@ -3,6 +3,7 @@ workers (the multiprocess request counts are checked on a real gunicorn in tests
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +56,26 @@ def routes(client: FlaskClient, world: World, clock: FakeClock) -> Routes:
     return Routes(client, world, clock)
 
 
-def test_readyz_needs_a_worker_heard_from_within_the_quiet_window(
-    client: FlaskClient, svc: Services, clock: FakeClock
+@pytest.fixture
+def strict(settings: dict[str, Any], clock: FakeClock) -> Iterator[tuple[FlaskClient, Services]]:
+    """An installation whose /readyz needs a worker (SMSPAY_READYZ_NEEDS_WORKER=1)."""
+    app = create_app({**settings, "readyz_needs_worker": 1}, clock=clock)
+    svc: Services = app.extensions["smspay"]
+    svc.store.init()
+    yield app.test_client(), svc
+    svc.store.close()
+
+
+def test_readyz_needs_a_worker_heard_from_within_the_quiet_window_when_told_to(
+    strict: tuple[FlaskClient, Services], clock: FakeClock
 ) -> None:
+    client, svc = strict
     r = client.get("/readyz")
     assert r.status_code == 503
-    assert r.get_json() == {"status": "no worker", "quiet_seconds": 60, "last_beat_at": None}
+    assert r.get_json() == {
+        "status": "no worker", "workers": 0, "worker": "none", "quiet_seconds": 60,
+        "last_beat_at": None,
+    }  # fmt: skip
     beat(svc)
     assert client.get("/readyz").get_json() == {"status": "ready", "workers": 1}
     clock.advance(61)  # no beat for longer than SMSPAY_WORKER_QUIET_SECONDS
@@ -72,8 +87,9 @@ def test_readyz_needs_a_worker_heard_from_within_the_quiet_window(
 
 
 def test_a_worker_that_stopped_says_so_and_is_not_counted(
-    client: FlaskClient, svc: Services
+    strict: tuple[FlaskClient, Services],
 ) -> None:
+    client, svc = strict
     worker = beat(svc)
     worker.stop()
     assert worker.run() == 0  # stopped before it began: only the goodbye beat
@@ -82,15 +98,17 @@ def test_a_worker_that_stopped_says_so_and_is_not_counted(
     assert w.state == "stopped"
 
 
-def test_readyz_can_ignore_workers_for_installations_without_one(
-    settings: dict[str, Any], clock: FakeClock
+def test_by_default_readyz_reports_a_missing_or_quiet_worker_but_stays_ready(
+    client: FlaskClient, svc: Services, clock: FakeClock
 ) -> None:
-    app = create_app({**settings, "readyz_needs_worker": 0}, clock=clock)
-    app.extensions["smspay"].store.init()
-    try:
-        assert app.test_client().get("/readyz").get_json() == {"status": "ready"}
-    finally:
-        app.extensions["smspay"].store.close()
+    r = client.get("/readyz")
+    assert r.status_code == 200
+    assert r.get_json()["worker"] == "none" and r.get_json()["workers"] == 0
+    beat(svc)
+    assert client.get("/readyz").get_json() == {"status": "ready", "workers": 1}
+    clock.advance(61)
+    r = client.get("/readyz")
+    assert r.status_code == 200 and r.get_json()["worker"] == "quiet"
 
 
 def test_metrics_report_what_the_store_holds(
@@ -160,13 +178,12 @@ def test_metrics_may_require_a_bearer_token(settings: dict[str, Any], clock: Fak
         app.extensions["smspay"].store.close()
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # it only sees StoreUnavailable
 def test_metrics_say_the_store_is_down_without_failing(
-    client: FlaskClient, svc: Services, tmp_path: Path, backend: str
+    client: FlaskClient, svc: Services, tmp_path: Path
 ) -> None:
     from storage.sqlite import SqliteStore
 
-    if backend:
-        pytest.skip("one backend is enough: the collector only sees StoreUnavailable")
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     real, down = svc.store, SqliteStore(blocker / "db.sqlite3")

@@ -134,9 +134,11 @@ def _drive_one(
     connections: int,
     start_at: float,
     deadline: float,
+    half_close: bool,
 ) -> Drive:
     """Send `requests` in order over `connections` connections; one event loop."""
     result = Drive()
+    server_closes = False
     sel = selectors.DefaultSelector()
     pending = iter(requests)
     open_conns = 0
@@ -210,6 +212,8 @@ def _drive_one(
                     continue
                 conn.out = conn.out[sent:]
                 if not conn.out:
+                    if half_close and server_closes:
+                        sock.shutdown(socket.SHUT_WR)  # see `drive`
                     sel.modify(sock, selectors.EVENT_READ, conn)
                 continue
             try:
@@ -238,6 +242,7 @@ def _drive_one(
                 if len(result.samples) < 5:
                     result.samples.append(f"{status} {body[:200]!r}")
             if close:
+                server_closes = True
                 sel.unregister(sock)
                 sock.close()
                 conn.sock = None
@@ -258,8 +263,9 @@ def _child(
     connections: int,
     start_at: float,
     deadline: float,
+    half_close: bool,
 ) -> None:
-    out.send(_drive_one(port, requests, marker, connections, start_at, deadline))
+    out.send(_drive_one(port, requests, marker, connections, start_at, deadline, half_close))
     out.close()
 
 
@@ -270,9 +276,17 @@ def drive(
     connections: int,
     processes: int,
     max_seconds: float,
+    half_close: bool = True,
 ) -> Drive:
     """Send the requests (in order within each process) over `connections` connections from
-    `processes` processes; stop issuing after `max_seconds`, but wait for every answer."""
+    `processes` processes; stop issuing after `max_seconds`, but wait for every answer.
+
+    Once the server has said it closes connections after each answer (gunicorn's sync worker
+    does), each request is followed by a half-close: gunicorn lingers after its answer until the
+    client closes too (close_graceful, up to 2 s), so a worker would otherwise wait for this
+    Python client's event loop to come round, and the client's speed would cap the server's.
+    `half_close=False` measures that wait: what a slow client costs a sync worker.
+    """
     processes = max(1, min(processes, connections))
     ctx = multiprocessing.get_context("fork")  # the prepared requests are shared, not copied
     start_at = time.monotonic() + 0.3
@@ -283,7 +297,16 @@ def drive(
         recv_end, send_end = ctx.Pipe(duplex=False)
         proc = ctx.Process(
             target=_child,
-            args=(send_end, port, requests[p::processes], marker, mine, start_at, deadline),
+            args=(
+                send_end,
+                port,
+                requests[p::processes],
+                marker,
+                mine,
+                start_at,
+                deadline,
+                half_close,
+            ),  # fmt: skip
         )
         proc.start()
         send_end.close()

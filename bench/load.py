@@ -94,7 +94,15 @@ def minimal(args: argparse.Namespace, run_dir: Path, label: str) -> Run:
     with Gunicorn("bench.minimal:app", env, args.workers, run_dir / "minimal.log") as g:
         reqs = prepare.minimal_requests(args.minimal_requests)
         cpu0 = g.cpu()
-        d = drive(g.port, reqs, MARKERS["minimal"], args.connections, args.processes, args.seconds)
+        d = drive(
+            g.port,
+            reqs,
+            MARKERS["minimal"],
+            args.connections,
+            args.processes,
+            args.seconds,
+            not args.slow_close,
+        )
         cpu = cpu_used(cpu0, g.cpu())
         if args.wrk and shutil.which("wrk"):  # a second opinion on the client's headroom
             label += f", wrk {wrk_rate(g.port, args.connections):.0f}/s"
@@ -130,7 +138,15 @@ def sms_run(
     # apart would push its counters past the replay window (64) and the service would refuse them
     processes = 1 if payers is not None and len(payers) == 1 else args.processes
     with sampling(args, g, name):
-        d = drive(g.port, reqs, MARKERS[kind], args.connections, processes, args.seconds)
+        d = drive(
+            g.port,
+            reqs,
+            MARKERS[kind],
+            args.connections,
+            processes,
+            args.seconds,
+            not args.slow_close,
+        )
     cpu = cpu_used(cpu0, g.cpu())
     run = _run(name, d, len(reqs), cpu)
     groups = svc.store.read(lambda uow: uow.transaction_groups(since, time.time() + 60))
@@ -234,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-history", action="store_true")
     parser.add_argument("--history", type=int, default=100_000, help="earlier payments")
     parser.add_argument("--history-today", type=int, default=20_000, help="of them today")
+    parser.add_argument(
+        "--slow-close", action="store_true", help="no half-close: a worker waits for the client"
+    )
     parser.add_argument("--wrk", action="store_true", help="wrk on the minimal route too")
     parser.add_argument("--py-spy", help="path of py-spy: sample a worker in each SMS run")
     parser.add_argument("--dir", help="keep data and logs here (default: a temporary dir)")
@@ -242,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.py_spy and not args.dir:
         parser.error("--py-spy writes its samples into --dir")
 
+    if args.dir and Path(args.dir).exists() and any(Path(args.dir).iterdir()):
+        parser.error(f"{args.dir} is not empty: each run starts from nothing")
     run_dir = Path(args.dir or tempfile.mkdtemp(prefix="smspay-bench-"))
     run_dir.mkdir(parents=True, exist_ok=True)
     print(

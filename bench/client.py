@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 RECV_SIZE = 65536
+NO_ANSWER_SECONDS = 60  # after the time cap, answers still awaited are given up
 
 
 def http_request(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
@@ -194,6 +195,11 @@ def _drive_one(
         if not begin(conn):
             open_conns -= 1
     while open_conns > 0:
+        if time.monotonic() > deadline + NO_ANSWER_SECONDS:  # a server that stopped answering
+            for conn in conns:
+                if conn.sock is not None:
+                    fail(conn, f"no answer {NO_ANSWER_SECONDS} s after the time cap")
+            break
         for key, events in sel.select(timeout=1.0):
             conn = key.data
             sock = conn.sock

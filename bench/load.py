@@ -258,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", help="keep data and logs here (default: a temporary dir)")
     parser.add_argument("--json", help="also write the runs to this file")
     args = parser.parse_args(argv)
+    if args.seconds > 240:  # prepared Tasker requests carry their time; the service allows 300 s
+        parser.error("--seconds is at most 240: a Tasker request older than 300 s is refused")
     if args.py_spy and not args.dir:
         parser.error("--py-spy writes its samples into --dir")
 

@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--payers", type=int, default=200, help="users (payers and payees)")
     parser.add_argument("--processes", type=int, default=2, help="load client processes")
     parser.add_argument("--bal", action="store_true", help="also a run of BAL via Tasker")
-    parser.add_argument("--long-history", action="store_true")
+    parser.add_argument("--long-history", action="store_true", help="also the history runs")
     parser.add_argument("--history", type=int, default=100_000, help="earlier payments")
     parser.add_argument("--history-today", type=int, default=20_000, help="of them today")
     parser.add_argument(

@@ -56,3 +56,32 @@ browser-deps:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The load benchmark (docs/performance.md): PAY via Tasker and Twilio, BAL, and a payer with a
+# long history, through gunicorn with its production config, against a minimal route in the same
+# run. wrk, Debian's, gives a second opinion on the minimal route (installed if missing). Extra
+# flags: `make bench BENCH_ARGS="--requests 8000 --connections 64"` (see --help).
+.PHONY: bench bench-smoke bench-profile
+BENCH_ARGS ?=
+bench: install
+	@command -v wrk >/dev/null || { SUDO=; \
+	  if [ "$$(id -u)" != 0 ] && sudo -n true 2>/dev/null; then SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq >/dev/null 2>&1; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 || \
+	  echo "wrk could not be installed: no second opinion on the minimal route"; }
+	$(BIN)/python -m bench.load --bal --long-history --wrk $(BENCH_ARGS)
+
+# A few seconds: the benchmark runs and its counts are right (also part of `make test`).
+bench-smoke: install-dev
+	$(BIN)/pytest -q -p no:cacheprovider tests/e2e/test_bench_smoke.py
+
+# Where a worker's time goes under load: py-spy samples one worker during each SMS run. py-spy
+# is not a dependency; install it apart, e.g. `python3 -m venv /tmp/spy && /tmp/spy/bin/pip
+# install py-spy`, then `make bench-profile PY_SPY=/tmp/spy/bin/py-spy`.
+PY_SPY ?= py-spy
+BENCH_DIR ?= var/bench-profile
+bench-profile: install
+	rm -rf $(BENCH_DIR)
+	$(BIN)/python -m bench.load --route tasker --long-history --py-spy $(PY_SPY) --dir $(BENCH_DIR) $(BENCH_ARGS)
+	$(BIN)/python -m bench.flame $(BENCH_DIR)/PAY-via-tasker.txt
+	$(BIN)/python -m bench.flame "$(BENCH_DIR)/PAY-via-tasker-1-payer-100k-history.txt"

@@ -43,3 +43,6 @@ def test_the_service_and_its_tests_install_only_from_the_locks() -> None:
     assert installs, "the Makefile installs nothing?"
     for line in installs:
         assert "--require-hashes -r requirements" in line and ".lock" in line, line
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "pip install --require-hashes -r /tmp/requirements.lock" in dockerfile
+    assert "COPY requirements.lock " in dockerfile

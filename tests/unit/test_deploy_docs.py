@@ -11,7 +11,7 @@ import pytest
 from app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = ("docs/deploy.md",)
+DOCS = ("docs/deploy.md", "docs/reliability.md")
 COMMAND = re.compile(r"flask --app wsgi ([^`\n]*)")
 
 

@@ -18,8 +18,9 @@ RUN python -m venv /opt/venv \
     && rm /tmp/requirements.lock
 
 # The processes run as an unprivileged user that owns only the data directory (the sandbox
-# gateway's book; the SQLite file when no MongoDB is configured). The code stays root's.
-RUN useradd --system --uid 10001 --user-group --home-dir /nonexistent \
+# gateway's book; the SQLite file when no MongoDB is configured) and its home, where gunicorn
+# keeps its control socket (~/.gunicorn/gunicorn.ctl, for gunicornc). The code stays root's.
+RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/smspay \
         --shell /usr/sbin/nologin smspay \
     && mkdir -p /data && chown smspay:smspay /data
 VOLUME ["/data"]

@@ -9,23 +9,27 @@ export HOST ?= 127.0.0.1
 export PORT ?= 8000
 export SMSPAY_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: install install-dev run test lint typecheck unit clean browser-deps fuzz
+.PHONY: install install-dev lock run test lint typecheck unit clean browser-deps fuzz
 
-# The service's own requirements: what `make run` needs.
+# The service's own requirements, hash-checked: what `make run` needs.
 install: $(RUNTIME)
 
-$(RUNTIME): requirements.txt
+$(RUNTIME): requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
 	touch $(RUNTIME)
 
 # Tests, linters and type checks on top: what `make test` needs.
 install-dev: $(DEV)
 
-$(DEV): $(RUNTIME) requirements-dev.txt
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+$(DEV): $(RUNTIME) requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
 	touch $(DEV)
+
+# After editing requirements*.txt: the hash-pinned lock files the two above install from
+# (the exact file pip picks on Linux x86_64 with CPython 3.11, checked by sha256).
+lock:
+	$(PYTHON) scripts/lock.py
 
 # The web processes and one worker (payouts, status checks, links), stopped together.
 run: install

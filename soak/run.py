@@ -199,7 +199,8 @@ def run(config: SoakConfig) -> Report:
         traffic = Traffic(service.url, phones, TASKER_ID, secret, TWILIO_TOKEN, rng, config.mix,
                           senders=config.senders, rate=config.rate)  # fmt: skip
         span = config.seconds
-        killer = Killer(service, [rng.uniform(0.15, 0.85) * span for _ in range(config.kills)], rng)
+        moments = [rng.uniform(0.15, 0.85) * span for _ in range(config.kills)]
+        killer = Killer(service, moments, random.Random(config.seed + 1))  # its own: a thread
         killer.start()
         try:
             report.sending_seconds = traffic.run(config.seconds, config.max_sms)

@@ -144,11 +144,12 @@ class Traffic:
         if roll < mix.transfer + mix.payout:
             vpa = PAYOUT_FAILS if rng.uniform(0, 100) < mix.payout_fails else PAYOUT_OK
             return "payout", format_pay(vpa, rng.randint(100, 20_000), phone.pin, now)
+        pick = rng.random()  # drawn always, so the draws a seed makes never depend on replies
         with phone.lock:
-            known = list(phone.references)
+            known = phone.references[-20:]
         if roll < mix.transfer + mix.payout + mix.balance or not known:
             return "balance", format_balance(phone.pin, now)
-        return "status", format_status(rng.choice(known[-20:]), now)
+        return "status", format_status(known[int(pick * len(known))], now)
 
     def _new_sms(self) -> Sms:
         phone = self.rng.choice(self.phones)

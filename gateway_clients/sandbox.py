@@ -21,7 +21,6 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
@@ -52,6 +51,8 @@ CREATE TABLE IF NOT EXISTS payouts (reference TEXT PRIMARY KEY, id TEXT NOT NULL
 CREATE TABLE IF NOT EXISTS links (reference TEXT PRIMARY KEY, id TEXT NOT NULL,
     amount INTEGER NOT NULL, phone TEXT NOT NULL, expire_by INTEGER NOT NULL,
     paid INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS calls (call TEXT NOT NULL, reference TEXT NOT NULL,
+    n INTEGER NOT NULL, PRIMARY KEY (call, reference));
 """
 
 
@@ -66,8 +67,10 @@ class SandboxFaults:
     `fail_percent` of the calls to create or fetch a payout fail; of the failed creates,
     `lost_percent` fail after the payout was made (the nastiest case for exactly-once: money left,
     and the caller does not know). Whether a call fails depends only on the seed, the call, the
-    payout's reference and how many times this process has made that call for it, so a run with
-    the same seed and the same calls meets the same failures, whatever order threads run in.
+    payout's reference and how many times that call was made for it (counted in the sandbox's
+    book, across processes and restarts), so a run with the same seed and the same calls meets
+    the same failures, whatever order processes and threads run in, and a restarted worker does
+    not meet again the failures its predecessor met.
     """
 
     fail_percent: int = 0
@@ -122,8 +125,6 @@ class SandboxGateway:
         self._session = session or requests.Session()
         self._webhooks = RazorpayGateway("sandbox", "sandbox", "sandbox", webhook_secret)
         self._faults = faults
-        self._calls: Counter[tuple[str, str]] = Counter()
-        self._calls_lock = threading.Lock()
         book.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as conn:
             conn.executescript(SCHEMA)
@@ -141,9 +142,12 @@ class SandboxGateway:
         """Whether this call fails on purpose (see SandboxFaults); logs the ones that do."""
         if not self._faults.active:
             return None
-        with self._calls_lock:
-            self._calls[call, reference] += 1
-            nth = self._calls[call, reference]
+        with closing(self._connect()) as conn:  # one statement: atomic across processes
+            nth = conn.execute(
+                "INSERT INTO calls VALUES (?, ?, 1)"
+                " ON CONFLICT (call, reference) DO UPDATE SET n = n + 1 RETURNING n",
+                (call, reference),
+            ).fetchone()[0]
         verdict = self._faults.verdict(call, reference, nth)
         if verdict is not None:
             log.warning("sandbox: injected fault (%s) into %s of %s", verdict, call, reference)

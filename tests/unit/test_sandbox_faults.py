@@ -114,6 +114,17 @@ def test_the_nth_call_is_counted_per_call_and_reference(tmp_path: Path) -> None:
     assert FAILED_CALL in seen and None in seen
 
 
+def test_a_restarted_process_does_not_meet_its_predecessors_failures_again(
+    tmp_path: Path,
+) -> None:
+    faults, clock = SandboxFaults(fail_percent=50, seed=5), FakeClock(NOON)
+    ref = next(r for r in refs(10_000) if faults.verdict("fetch", r, 1) == FAILED_CALL
+               and faults.verdict("fetch", r, 2) is None)  # fmt: skip
+    with pytest.raises(GatewayUnavailable):
+        sandbox(tmp_path, faults, clock).fetch_payout(ref)
+    assert sandbox(tmp_path, faults, clock).fetch_payout(ref) is None  # the 2nd call: answered
+
+
 def test_a_payout_whose_answer_was_lost_is_found_by_the_retry_and_paid_once(
     tmp_path: Path,
 ) -> None:

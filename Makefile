@@ -52,6 +52,13 @@ test: lint typecheck
 fuzz: install-dev
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/fuzz -p no:cacheprovider
 
+# A few minutes of hostile traffic on 127.0.0.1 (soak/): SMS delivered twice, a gateway failing
+# 10% of calls, the worker SIGKILLed twice; exits non-zero if any money invariant breaks.
+# Longer or on MongoDB: make soak SOAK_ARGS="--seconds 600 --mongodb-uri mongodb://..."
+.PHONY: soak
+soak: install
+	$(BIN)/python -m soak $(SOAK_ARGS)
+
 # Debian's Chromium and its driver, for the console's browser test (tests/e2e/test_console_browser.py).
 browser-deps:
 	@SUDO=; if [ "$$(id -u)" != 0 ] && sudo -n true 2>/dev/null; then SUDO=sudo; fi; \

@@ -108,7 +108,7 @@ def build_gateway(settings: Settings, clock: Clock) -> PaymentGateway:
             settings.cashfree_client_secret,
             base_url=settings.cashfree_base_url,
         )
-    from gateway_clients.sandbox import SandboxGateway
+    from gateway_clients.sandbox import SandboxFaults, SandboxGateway
 
     secret = settings.razorpay_webhook_secret or dev_secret(
         settings.data_path / SANDBOX_WEBHOOK_SECRET_FILE
@@ -119,6 +119,11 @@ def build_gateway(settings: Settings, clock: Clock) -> PaymentGateway:
         settings.sandbox_webhook_url,
         settings.sandbox_settle_seconds,
         clock=clock.now,
+        faults=SandboxFaults(
+            settings.sandbox_fail_percent,
+            settings.sandbox_lost_percent,
+            settings.sandbox_fault_seed,
+        ),
     )
 
 

@@ -82,6 +82,15 @@ class Settings:
         "Where the sandbox sends its signed webhooks: `auto` is PUBLIC_BASE_URL, else this machine"
         " on $PORT (8000), + /webhooks/razorpay; empty: none (status checks still work).",
     )
+    sandbox_fail_percent: int = _setting(
+        0, "For soak runs: percent of the sandbox's payout create/fetch calls that fail on purpose."
+    )
+    sandbox_lost_percent: int = _setting(
+        0, "Of the sandbox's failed creates, the percent that fail after paying (the answer lost)."
+    )
+    sandbox_fault_seed: int = _setting(
+        0, "Seed of the sandbox's failures: the same seed and calls meet the same failures."
+    )
     payout_poll_schedule: str = _setting(
         "90,1800,7200", "Seconds after a payout to check its status (NPCI: >= 90 s, 3 in 2 h)."
     )
@@ -176,6 +185,8 @@ class Settings:
             raise ConfigError("SMSPAY_LOG_FORMAT must be json or text")
         if self.gateway not in ("sandbox", "razorpay", "cashfree"):
             raise ConfigError("SMSPAY_GATEWAY must be sandbox, razorpay or cashfree")
+        if not (0 <= self.sandbox_fail_percent <= 100 and 0 <= self.sandbox_lost_percent <= 100):
+            raise ConfigError("SMSPAY_SANDBOX_FAIL_PERCENT and _LOST_PERCENT are 0 to 100")
         try:
             schedule = self.poll_schedule
         except ValueError as exc:

@@ -3,7 +3,8 @@ and a worker that waits and carries on.
 
 SQLite's full disk is real: a tiny tmpfs filled to the last byte (the tests skip where mounting is
 not allowed); a failed COMMIT there is followed by SQLite's own rollback, the path that used to
-end in "cannot rollback - no transaction is active".
+end in "cannot rollback - no transaction is active". MongoDB's outage is a throwaway server on
+127.0.0.1 stopped mid-test and started again on the same files.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import random
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +24,19 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from pymongo import MongoClient
+from pymongo.errors import (
+    AutoReconnect,
+    ExecutionTimeout,
+    NetworkTimeout,
+    NotPrimaryError,
+    OperationFailure,
+    ProtocolError,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+    WriteConcernError,
+    WriteError,
+)
 
 from app import create_app
 from app.bootstrap import Services
@@ -30,10 +45,12 @@ from app.worker import Worker
 from gateway_clients.base import PayoutStatus
 from storage.errors import StoreUnavailable
 from storage.models import JobStatus, TransactionState
+from storage.mongo import MongoStore
 from storage.sqlite import SqliteStore
 from tests.conftest import World
 from tests.fakes import FakeGateway
 from tests.functional.test_inbound import Routes
+from tests.mongo_server import _free_port
 from tests.support import (
     PUBLIC_URL,
     TWILIO_TOKEN,
@@ -355,6 +372,40 @@ def test_which_sqlite_errors_mean_the_store_is_unavailable(
     store.close()
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        ServerSelectionTimeoutError("no servers"),
+        AutoReconnect("connection reset"),
+        NetworkTimeout("timed out"),
+        NotPrimaryError("not primary", {"code": 10107}),
+        ExecutionTimeout("operation exceeded time limit", 50),
+        OperationFailure(
+            "transaction aborted", 251, {"errorLabels": ["TransientTransactionError"]}
+        ),
+        WriteConcernError("waiting for replication timed out", 64),
+        ProtocolError("bad message"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_every_mongodb_failure_of_the_server_or_the_way_to_it_is_unavailable(
+    error: PyMongoError,
+) -> None:
+    def boom() -> None:
+        raise error
+
+    with pytest.raises(StoreUnavailable):
+        MongoStore._call(boom)
+
+
+def test_a_document_mongodb_refuses_is_not_unavailability() -> None:
+    def refused() -> None:
+        raise WriteError("Document failed validation", 121)
+
+    with pytest.raises(WriteError):
+        MongoStore._call(refused)
+
+
 # --- the worker -----------------------------------------------------------------------------
 
 
@@ -418,3 +469,105 @@ def test_the_worker_survives_a_full_disk_and_drains_the_backlog_when_room_return
     assert fake.made() == 1
     assert world.total() == total and world.balance(ASHA) == 75_000
     assert [m.reference for m in svc.store.read(lambda uow: uow.outbox(1000))].count(ref) == 1
+
+
+# --- MongoDB down and back ------------------------------------------------------------------
+
+
+class MongoProcess:
+    """A throwaway MongoDB-compatible server on 127.0.0.1 with its files on disk."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir, self.port = workdir, _free_port()
+        self.uri = f"mongodb://127.0.0.1:{self.port}/smspay_faults?directConnection=true"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        exe = Path(sys.executable).parent / "secantusd-py"
+        log = (self.workdir / "server.log").open("ab")
+        self.proc = subprocess.Popen(
+            [str(exe), "--host", "127.0.0.1", "--port", str(self.port),
+             "--storage-path", str(self.workdir / "data"), "--log-level", "WARNING",
+             "--cache-size", "64M"],
+            cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with MongoClient(self.uri, serverSelectionTimeoutMS=500) as client:
+                    client.admin.command("ping")
+                return
+            except PyMongoError:
+                assert self.proc.poll() is None, (self.workdir / "server.log").read_text()[-2000:]
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture
+def own_mongo(tmp_path: Path) -> Iterator[MongoProcess]:
+    if os.environ.get("SMSPAY_TEST_MONGODB_URI"):
+        pytest.skip("needs a throwaway server it may stop")
+    server = MongoProcess(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_mongodb_down_answers_503_the_worker_waits_and_the_backlog_drains_when_it_is_back(
+    own_mongo: MongoProcess, tmp_path: Path, clock: FakeClock, fake: FakeGateway
+) -> None:
+    app = create_app(
+        {"data_dir": str(tmp_path / "var"), "mongodb_uri": own_mongo.uri,
+         "twilio_auth_token": TWILIO_TOKEN, "public_base_url": PUBLIC_URL,
+         "sandbox_webhook_url": ""},
+        clock=clock, gateway=fake,
+    )  # fmt: skip
+    svc: Services = app.extensions["smspay"]
+    store = svc.store
+    assert isinstance(store, MongoStore)
+    store._timeout_ms, store._transaction_seconds = 300, 3.0  # short waits while it is down
+    store.init()
+    client = app.test_client()
+    world = World(svc)
+    routes = Routes(client, world, clock)
+    asha = world.user(ASHA, "1234", rupees=1000)
+    ref = pay_out(routes, asha, clock)
+    total = world.total()
+    later = asha.pay(RAVI, 100, at=clock.now())
+
+    own_mongo.stop()
+    started = time.monotonic()
+    assert routes.send("twilio", ASHA, later)[0] == 503
+    assert client.get("/readyz").status_code == 503
+    assert time.monotonic() - started < 20  # never the driver's two minutes
+    background = Background(Worker(svc, SETTLEMENT, owner="w1", rng=random.Random(1)))
+    try:
+        time.sleep(1.0)
+        assert background.thread.is_alive() and fake.made() == 0
+        own_mongo.start()
+        wait_for(lambda: fake.made() == 1, 60)
+        wait_for(lambda: pending_jobs(svc) == [f"payout.poll:{ref}:1"], 60)
+        fake.set_status(ref, PayoutStatus.PROCESSED, utr="UTR1")
+        clock.advance(90)
+        wait_for(lambda: settled(svc, ref), 60)
+    finally:
+        background.stop()
+    assert client.get("/readyz").status_code == 200
+    world.user(RAVI, "4321")
+    assert "Paid Rs 1.00" in routes.send("twilio", ASHA, later)[1]
+    assert fake.made() == 1 and world.total() == total
+    assert world.balance(ASHA) == 75_000 - 100
+    store.close()

@@ -29,6 +29,7 @@ from storage.errors import StoreUnavailable
 from storage.models import Job, WorkerBeat
 
 log = logging.getLogger(__name__)
+MAX_WAIT = 30.0  # seconds: the longest a worker waits between tries while the store is down
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,9 @@ class Worker:
         except StoreUnavailable as exc:
             log.warning("worker %s could not record its heartbeat: %s", self.owner, exc)
             return
+        except Exception:  # noqa: BLE001 - a heartbeat never stops the worker it reports on
+            log.exception("worker %s could not record its heartbeat", self.owner)
+            return
         self._beat_at = mono
 
     def run_once(self) -> bool:
@@ -120,6 +124,10 @@ class Worker:
         handler = self.handlers[job.kind]
         try:
             outcome = handler(self.svc, job)
+        except StoreUnavailable as exc:  # not the job's fault: the attempt does not count
+            log.warning("job %s %s attempt %d: store unavailable: %s",
+                        job.kind, job.key, job.attempts, exc)  # fmt: skip
+            outcome = Retry(f"store unavailable: {exc}"[:300], counts=False)
         except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered
             log.warning(
                 "job %s %s attempt %d failed: %s",
@@ -127,7 +135,7 @@ class Worker:
                 job.key,
                 job.attempts,
                 type(exc).__name__,
-                exc_info=not isinstance(exc, StoreUnavailable),
+                exc_info=True,
             )
             outcome = Retry(f"{type(exc).__name__}: {exc}"[:300])
         self._settle(job, outcome)
@@ -162,18 +170,35 @@ class Worker:
             if hook is not None:
                 hook(self.svc, job, reason)
 
-    def run(self, idle_sleep: float = 1.0, max_jobs: int | None = None) -> int:
-        """Run jobs until stopped (SIGTERM/SIGINT finish the current job first); returns count."""
-        done = 0
+    def run(
+        self, idle_sleep: float = 1.0, max_jobs: int | None = None, max_wait: float = MAX_WAIT
+    ) -> int:
+        """Run jobs until stopped (SIGTERM/SIGINT finish the current job first); returns count.
+
+        Nothing that goes wrong in a cycle stops the loop: when the store is unavailable (or a
+        cycle fails in a way nobody expected) the worker logs it, waits (doubling, at most
+        `max_wait` seconds) and carries on. A job whose outcome could not be written is run
+        again after its lease lapses; the handlers are idempotent.
+        """
+        done = failures = 0
         while not self.stopping.is_set() and (max_jobs is None or done < max_jobs):
             self.heartbeat()
             try:
                 ran = self.run_once()
+                failures = 0
             except StoreUnavailable as exc:
+                failures += 1
                 log.error("store unavailable, worker waits: %s", exc)
+                ran = False
+            except Exception:  # noqa: BLE001 - the loop outlives any one cycle
+                failures += 1
+                log.exception("worker cycle failed, worker waits")
                 ran = False
             if ran:
                 done += 1
+            elif failures:
+                wait = max(idle_sleep, 0.05) * 2 ** min(failures - 1, 16)
+                self.stopping.wait(min(max_wait, wait))
             else:
                 self.stopping.wait(idle_sleep)
         self.heartbeat(stopped=True)  # leaving on purpose: say so, rather than go quiet

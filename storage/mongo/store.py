@@ -14,14 +14,16 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import pymongo
 from pymongo import MongoClient
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
 from pymongo.errors import (
     ConnectionFailure,
     OperationFailure,
+    ProtocolError,
     PyMongoError,
-    ServerSelectionTimeoutError,
+    WriteError,
 )
 from pymongo.read_concern import ReadConcern
 from pymongo.uri_parser import parse_uri
@@ -34,13 +36,20 @@ from storage.mongo.unit_of_work import MongoUnitOfWork
 T = TypeVar("T")
 DEFAULT_DATABASE = "smspay"
 DUPLICATE_RETRIES = 3
+# A unit of work, the driver's retries included, gives up after this many seconds: the driver
+# alone would retry a transaction against an unreachable server for 120 s, longer than a web
+# worker lives (gunicorn's timeout is 30 s) and than MongoDB lets a transaction run (60 s).
+TRANSACTION_SECONDS = 10.0
 
 
 class MongoStore:
     """MongoDB backend: a replica set (or Atlas) is required for transactions."""
 
-    def __init__(self, uri: str, timeout_ms: int = 3_000) -> None:
+    def __init__(
+        self, uri: str, timeout_ms: int = 3_000, transaction_seconds: float = TRANSACTION_SECONDS
+    ) -> None:
         self.uri = uri
+        self._transaction_seconds = transaction_seconds
         self.database_name = parse_uri(uri).get("database") or DEFAULT_DATABASE
         self._timeout_ms = timeout_ms
         self._client: MongoClient[dict[str, Any]] | None = None
@@ -80,10 +89,22 @@ class MongoStore:
 
     @staticmethod
     def _call(fn: Callable[[], T]) -> T:
+        """Run `fn`; every failure of the server or the way to it becomes StoreUnavailable.
+
+        Unreachable, timed out, not primary, failing over (ConnectionFailure and its kinds:
+        AutoReconnect, NetworkTimeout, NotPrimaryError, ServerSelectionTimeoutError), a write
+        concern not met, a transient error still there after the driver's retries: all of them
+        are OperationFailure or ConnectionFailure. A WriteError (a document refused, a duplicate
+        key outside `_insert`) is the caller's and passes unchanged.
+        """
         try:
             return fn()
-        except (ConnectionFailure, ServerSelectionTimeoutError) as exc:
+        except (ConnectionFailure, ProtocolError) as exc:
             raise StoreUnavailable(f"MongoDB unreachable: {type(exc).__name__}") from exc
+        except OperationFailure as exc:
+            if isinstance(exc, WriteError):
+                raise
+            raise StoreUnavailable(f"MongoDB refused: {type(exc).__name__} {exc.code}") from exc
 
     def atomic(self, fn: Callable[[MongoUnitOfWork], T]) -> T:
         """Run `fn` in a majority-committed transaction, again on transient or duplicate errors."""
@@ -94,8 +115,6 @@ class MongoStore:
             except DuplicateKey:
                 if attempt == DUPLICATE_RETRIES:
                     raise
-            except OperationFailure as exc:
-                raise StoreUnavailable(f"MongoDB refused the transaction: {exc.code}") from exc
         raise AssertionError("unreachable")
 
     def _transaction(self, fn: Callable[[MongoUnitOfWork], T]) -> T:
@@ -104,7 +123,8 @@ class MongoStore:
         def callback(session: ClientSession) -> T:
             return fn(MongoUnitOfWork(db, session))
 
-        with db.client.start_session() as session:
+        # the driver's client-side timeout bounds with_transaction's retries (and each call in it)
+        with pymongo.timeout(self._transaction_seconds), db.client.start_session() as session:
             result: T = session.with_transaction(
                 callback,
                 read_concern=ReadConcern("snapshot"),
@@ -121,10 +141,7 @@ class MongoStore:
             with db.client.start_session(snapshot=True) as session:
                 return fn(MongoUnitOfWork(db, session))
 
-        try:
-            return self._call(snapshot)
-        except OperationFailure as exc:
-            raise StoreUnavailable(f"MongoDB refused the query: {exc.code}") from exc
+        return self._call(snapshot)
 
     def init(self) -> None:
         """Create collections and indexes (idempotent)."""

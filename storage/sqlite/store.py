@@ -1,7 +1,14 @@
-"""The SQLite store: one connection per process and thread, one transaction per unit of work."""
+"""The SQLite store: one connection per process and thread, one transaction per unit of work.
+
+Every sqlite3 error that means "the file cannot do it now" (disk full, I/O error, read-only,
+locked beyond the busy timeout, cannot open, corrupt) leaves as StoreUnavailable, after the unit
+of work's transaction is rolled back; a connection that may be left in a bad state is closed and
+opened again on next use, so the process recovers once the disk has room again.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -16,15 +23,40 @@ from storage.sqlite.unit_of_work import SqliteUnitOfWork
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 15_000
+MIN_FREE_BYTES = 1 << 20  # readiness: less room than this on the file's disk is "full"
+log = logging.getLogger(__name__)
+
+# Failures after which the connection is closed and opened again on next use: the file may
+# have changed under it (permissions, a remount, a repaired disk).
+_REOPEN = {
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_CORRUPT,
+    sqlite3.SQLITE_NOTADB,
+}
 
 
-def _switch_to_wal(conn: sqlite3.Connection) -> None:
+def unavailable(exc: BaseException) -> bool:
+    """Does this error mean the store cannot do it now (rather than a bug or a refused write)?
+
+    OperationalError: busy or locked, full, I/O, read-only, cannot open, no such table. A bare
+    DatabaseError: a corrupt or unreadable file. Integrity, programming and data errors are not.
+    """
+    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
+
+
+def _primary_code(exc: BaseException) -> int:
+    return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
+def _switch_to_wal(conn: sqlite3.Connection, timeout_ms: int) -> None:
     """Put the file in WAL mode (it stays so), waiting out another process doing the same.
 
     Two processes switching a file at once: one gets SQLITE_BUSY at once, without the busy
     timeout's wait (SQLite avoids a deadlock), and finds the file in WAL mode when it tries again.
     """
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + timeout_ms / 1000
     while True:
         try:
             conn.execute("PRAGMA journal_mode = WAL")
@@ -35,34 +67,50 @@ def _switch_to_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.01)
 
 
+def _rollback(conn: sqlite3.Connection) -> bool:
+    """Undo the open transaction, if any; False when the connection can no longer be trusted.
+
+    SQLite may have rolled the transaction back itself (a failed COMMIT on a full disk does), so
+    ROLLBACK runs only inside one, and its own failure never hides the error being handled.
+    """
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return not conn.in_transaction
+    except sqlite3.Error as exc:
+        log.warning("rollback failed, the connection is dropped: %s", exc)
+        return False
+
+
 class SqliteStore:
     """The embedded store: one file, one connection per process and thread."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], busy_timeout_ms: int = BUSY_TIMEOUT_MS
+    ) -> None:
         self.path = Path(path)
+        self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._schema_ready = False
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
 
-    def _connect(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
-            return conn
+    def _open(self) -> sqlite3.Connection:
+        """A new connection, in WAL mode, its settings made; StoreUnavailable if impossible."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
                 check_same_thread=False,
             )  # fmt: skip
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open {self.path.name}: {exc}") from exc
         try:
             conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             refuse_newer(conn, self.path.name)  # before WAL mode, which would change the file
-            _switch_to_wal(conn)
+            _switch_to_wal(conn, self.busy_timeout_ms)
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
@@ -71,10 +119,25 @@ class SqliteStore:
         except BaseException:
             conn.close()
             raise
-        self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            conn = self._open()
+            self._local.conn, self._local.pid = conn, os.getpid()
         if not self._schema_ready:
             self.init()
         return conn
+
+    def _drop(self, conn: sqlite3.Connection) -> None:
+        """Close a connection that may be in a bad state; the next unit of work opens another."""
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
 
     def _run(self, begin: str, fn: Callable[[SqliteUnitOfWork], T]) -> T:
         conn = self._connect()
@@ -82,17 +145,15 @@ class SqliteStore:
             raise RuntimeError("units of work do not nest; pass the caller's uow instead")
         try:
             conn.execute(begin)
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        try:
             result = fn(SqliteUnitOfWork(conn))
             conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            conn.execute("ROLLBACK")
-            raise StoreUnavailable(str(exc)) from exc
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+        except BaseException as exc:
+            clean = _rollback(conn)
+            failed = unavailable(exc)
+            if not clean or (failed and _primary_code(exc) in _REOPEN):
+                self._drop(conn)
+            if failed:
+                raise StoreUnavailable(f"{self.path.name}: {exc}") from exc
             raise
         return result
 
@@ -109,16 +170,24 @@ class SqliteStore:
         self._schema_ready = True  # first: _connect calls init while this is False
         try:
             migrate(self._connect(), self.path.name)
-        except sqlite3.Error as exc:
+        except BaseException as exc:
             self._schema_ready = False  # the next unit of work tries again
-            raise StoreUnavailable(f"cannot prepare {self.path.name}: {exc}") from exc
-        except BaseException:
-            self._schema_ready = False
+            conn = getattr(self._local, "conn", None)
+            if conn is not None:
+                self._drop(conn)
+            if isinstance(exc, sqlite3.Error):
+                raise StoreUnavailable(f"cannot prepare {self.path.name}: {exc}") from exc
             raise
 
     def ping(self) -> None:
-        """Raise StoreUnavailable unless the file can be read."""
+        """Raise StoreUnavailable unless the file can be read and its disk has room to write."""
         self.read(lambda uow: uow.get_meta("schema_version"))
+        try:
+            room = os.statvfs(self.path.parent)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot check the room left for {self.path.name}") from exc
+        if room.f_bavail * room.f_frsize < MIN_FREE_BYTES:
+            raise StoreUnavailable(f"the disk holding {self.path.name} is full")
 
     def close(self) -> None:
         """Close this thread's connection."""

@@ -10,6 +10,7 @@ import dataclasses
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from flask.testing import FlaskCliRunner
 
 from app.bootstrap import Services
 from app.worker import Handler, Retry, Worker, backoff
+from storage.errors import StoreUnavailable
 from storage.models import Job, JobStatus
 from tests.conftest import EVERY_STORE
 from tests.support import FakeClock
@@ -424,3 +426,126 @@ def test_workers_silent_for_a_day_are_forgotten(svc: Services, clock: FakeClock)
     clock.advance(86_401)
     Worker(svc, {}, owner="new").heartbeat()
     assert [w.owner for w in svc.store.read(lambda uow: uow.workers())] == ["new"]
+
+
+# --- when the store fails ---------------------------------------------------------------------
+
+
+class Flaky:
+    """A store whose units of work fail with `error()` while `down` is set; reads pass."""
+
+    def __init__(self, real: Any, error: Callable[[], BaseException]) -> None:
+        self.real, self.error, self.down = real, error, True
+        self.failures = 0
+
+    def atomic(self, fn: Any) -> Any:
+        if self.down:
+            self.failures += 1
+            raise self.error()
+        return self.real.atomic(fn)
+
+    def read(self, fn: Any) -> Any:
+        return self.real.read(fn)
+
+
+def wait_for(check: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@EVERY_STORE
+@pytest.mark.parametrize(
+    "error",
+    [lambda: StoreUnavailable("disk full"), lambda: RuntimeError("cannot rollback")],
+    ids=["unavailable", "unexpected"],
+)
+def test_no_failure_in_a_cycle_stops_the_worker_it_waits_and_carries_on(
+    svc: Services, error: Callable[[], BaseException]
+) -> None:
+    enqueue(svc, "k1")
+    handler = Recorder()
+    real = svc.store
+    flaky = Flaky(real, error)
+    svc.__dict__["store"] = flaky
+    worker = Worker(svc, {"test": handler}, owner="w1")
+    thread = threading.Thread(
+        target=worker.run, kwargs={"idle_sleep": 0.01, "max_wait": 0.1}, daemon=True
+    )
+    thread.start()
+    try:
+        wait_for(lambda: flaky.failures >= 5)
+        assert thread.is_alive() and handler.runs == []
+        flaky.down = False
+        wait_for(lambda: job(svc, "k1").status is JobStatus.DONE)
+    finally:
+        worker.stop()
+        thread.join(30)
+        svc.__dict__["store"] = real
+    assert not thread.is_alive()
+    assert handler.runs == [("k1", 1, "w1")]
+
+
+def test_the_wait_after_a_failure_doubles_up_to_a_bound(svc: Services) -> None:
+    waits: list[float] = []
+    worker = Worker(svc, {"test": Recorder()})
+    real = svc.store
+    svc.__dict__["store"] = Flaky(real, lambda: StoreUnavailable("down"))
+
+    def wait(seconds: float | None = None) -> bool:
+        waits.append(seconds or 0)
+        if len(waits) == 8:
+            worker.stopping.set()
+        return worker.stopping.is_set()
+
+    worker.stopping.wait = wait  # type: ignore[method-assign]
+    try:
+        worker.run(idle_sleep=0.5, max_wait=10)
+    finally:
+        svc.__dict__["store"] = real
+    assert waits == [0.5, 1, 2, 4, 8, 10, 10, 10]
+
+
+@EVERY_STORE
+def test_a_job_whose_outcome_could_not_be_written_runs_again_after_its_lease(
+    svc: Services, clock: FakeClock
+) -> None:
+    enqueue(svc, "k1")
+    real = svc.store
+    handler = Recorder()
+
+    class SettleFails(Flaky):
+        def atomic(self, fn: Any) -> Any:
+            if handler.runs and self.down:  # claimed and run; the outcome cannot be written
+                self.down = False
+                raise StoreUnavailable("disk full")
+            return real.atomic(fn)
+
+    svc.__dict__["store"] = SettleFails(real, Exception)
+    try:
+        worker = Worker(svc, {"test": handler}, owner="w1")
+        with pytest.raises(StoreUnavailable):
+            worker.run_once()
+        assert worker.run_once() is False  # still leased: nobody runs it meanwhile
+        clock.advance(svc.settings.worker_lease_seconds + 1)
+        assert worker.run_once() is True
+    finally:
+        svc.__dict__["store"] = real
+    assert handler.runs == [("k1", 1, "w1"), ("k1", 2, "w1")]
+    assert job(svc, "k1").status is JobStatus.DONE
+
+
+@EVERY_STORE
+def test_a_handler_that_meets_an_unavailable_store_does_not_use_up_an_attempt(
+    svc: Services,
+) -> None:
+    enqueue(svc, "k1")
+
+    def locked(job: Job) -> Retry | None:
+        raise StoreUnavailable("database is locked")
+
+    assert Worker(svc, {"test": Recorder(locked)}, owner="w1").run_once() is True
+    waiting = job(svc, "k1")
+    assert waiting.status is JobStatus.PENDING and waiting.attempts == 0
+    assert waiting.last_error and "store unavailable" in waiting.last_error

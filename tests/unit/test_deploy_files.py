@@ -141,7 +141,7 @@ def test_the_image_copies_every_package_the_service_imports_and_nothing_else() -
     for path in copied:
         assert (ROOT / path).exists(), path
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    tools = {"scripts", "soak", "bench"}  # the phone emulator, the soak and the benchmark: not served
+    tools = {"scripts", "soak", "bench"}  # phone emulator, soak and benchmark: never served
     packages = set(config["tool"]["ruff"]["lint"]["isort"]["known-first-party"]) - tools
     assert copied == packages | {"wsgi.py", "gunicorn.conf.py"}
     ignore = (ROOT / ".dockerignore").read_text().splitlines()

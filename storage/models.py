@@ -120,6 +120,9 @@ class Transaction:
     reason: str = ""
     note: str = ""
     channel: str = ""
+    lat: float | None = None  # where the payer said they were, if the instruction carried it
+    lon: float | None = None
+    risk: str = ""  # what the risk rules decided and why (app/services/risk.py), one line
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,7 @@ class FrameRecord:
     reply: str
     processed_at: float
     reference: str | None = None
+    digest: str = ""  # of the ciphertext: the same counter with another one is a reused nonce
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,8 @@ class SqliteInbound(SqliteBase, Inbound):
     def insert_frame(self, record: FrameRecord) -> None:
         """Record a processed frame; DuplicateKey if (key id, counter) was processed."""
         self._insert(
-            "INSERT INTO frames VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO frames (key_id, counter, outcome, reply, processed_at, reference, digest)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
             record.key_id, record.counter, record.outcome, record.reply, record.processed_at,
-            record.reference,
+            record.reference, record.digest,
         )  # fmt: skip

@@ -49,8 +49,22 @@ def baseline(conn: sqlite3.Connection) -> None:
     run_script(conn, INDEXES)
 
 
+def risk_facts(conn: sqlite3.Connection) -> None:
+    """2: where a payment was made and what the risk rules decided; a frame's ciphertext digest
+    (the same counter with another ciphertext is a reused nonce)."""
+    run_script(
+        conn,
+        """
+ALTER TABLE transactions ADD COLUMN lat REAL;
+ALTER TABLE transactions ADD COLUMN lon REAL;
+ALTER TABLE transactions ADD COLUMN risk TEXT NOT NULL DEFAULT '';
+ALTER TABLE frames ADD COLUMN digest TEXT NOT NULL DEFAULT '';
+""",
+    )
+
+
 # Version n is MIGRATIONS[n - 1]; read at call time, so a test may add steps.
-MIGRATIONS: tuple[Migration, ...] = (baseline,)
+MIGRATIONS: tuple[Migration, ...] = (baseline, risk_facts)
 
 
 def latest() -> int:

@@ -16,10 +16,12 @@ def insert_transaction_row(conn: sqlite3.Connection, txn: Transaction) -> None:
     """Write a transactions row as it is (no event); DuplicateKey if the reference is taken."""
     insert(
         conn,
-        "INSERT INTO transactions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO transactions (reference, kind, amount, state, created_at, updated_at,"
+        " payer_id, payer_phone, payee_id, payee, reason, note, channel, lat, lon, risk)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         txn.reference, txn.kind.value, txn.amount, txn.state.value, txn.created_at,
         txn.updated_at, txn.payer_id, txn.payer_phone, txn.payee_id, txn.payee, txn.reason,
-        txn.note, txn.channel,
+        txn.note, txn.channel, txn.lat, txn.lon, txn.risk,
     )  # fmt: skip
 
 

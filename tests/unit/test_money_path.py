@@ -125,6 +125,7 @@ def test_the_daily_limit_counts_what_was_paid_today(money: Money) -> None:
     payments.credit_wallet(money.svc, ASHA, 10_000, "more cash", "agent")
     for _ in range(10):  # Rs 10,000 each: the day's Rs 1,00,000
         assert money.pay(asha, RAVI, 1_000_000).outcome == "paid"
+        money.clock.advance(6)  # within the 10 instructions a minute
     over = money.pay(asha, RAVI, 100)
     assert over.outcome == "refused:over_daily_limit"
     assert replies.over_daily_limit(0) in over.text

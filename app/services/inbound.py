@@ -75,9 +75,9 @@ def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
                 return SmsReply(prior.reply, sms.sender, "redelivered", prior.reference)
         if sms.gateway_id:
             uow.touch_gateway(sms.gateway_id, sms.received_at)
-        outcome = (
-            early or _gateway_limited(svc, uow, sms) or _process_frame(svc, uow, sms, frame)  # type: ignore[arg-type]
-        )
+        # the forwarding phone's bucket first: a flood through it costs no decryption
+        outcome = _gateway_limited(svc, uow, sms) or early
+        outcome = outcome or _process_frame(svc, uow, sms, frame)  # type: ignore[arg-type]
         outcome = _limit_refusal_reply(svc, uow, sms.sender, outcome)
         uow.insert_inbound(
             InboundRecord(

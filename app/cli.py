@@ -261,6 +261,10 @@ def transactions_show(reference: str) -> None:
     click.echo(_row(txn))
     if txn.note:
         click.echo(f"note: {txn.note}")
+    if txn.lat is not None:
+        click.echo(f"location: {txn.lat},{txn.lon}")
+    if txn.risk:
+        click.echo(f"risk: {txn.risk}")
     for e in events:
         click.echo(f"  {_when(e.at)}  {e.state.value:10}  {e.reason}")
     for entry in entries:

@@ -47,6 +47,15 @@ class SqliteInbound(SqliteBase, Inbound):
         )
         return [inbound_of(r) for r in rows]
 
+    def inbound_outcomes(self, since: float, until: float) -> dict[str, int]:
+        """How many SMS received in [since, until) ended in each outcome."""
+        rows = self._c.execute(
+            "SELECT outcome, COUNT(*) FROM inbound_sms WHERE received_at >= ? AND received_at < ?"
+            " GROUP BY outcome",
+            (since, until),
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
     def find_frame(self, key_id: int, counter: int) -> FrameRecord | None:
         """The processed frame with this device key and counter, or None."""
         row = self._one("SELECT * FROM frames WHERE key_id = ? AND counter = ?", key_id, counter)

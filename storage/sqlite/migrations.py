@@ -51,7 +51,8 @@ def baseline(conn: sqlite3.Connection) -> None:
 
 def risk_facts(conn: sqlite3.Connection) -> None:
     """2: where a payment was made and what the risk rules decided; a frame's ciphertext digest
-    (the same counter with another ciphertext is a reused nonce)."""
+    (the same counter with another ciphertext is a reused nonce); inbound SMS by time (the
+    dashboard counts rate-limit refusals)."""
     run_script(
         conn,
         """
@@ -59,6 +60,7 @@ ALTER TABLE transactions ADD COLUMN lat REAL;
 ALTER TABLE transactions ADD COLUMN lon REAL;
 ALTER TABLE transactions ADD COLUMN risk TEXT NOT NULL DEFAULT '';
 ALTER TABLE frames ADD COLUMN digest TEXT NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS inbound_sms_time ON inbound_sms (received_at);
 """,
     )
 

@@ -210,6 +210,8 @@ def test_inbound_provider_ids_and_frames_are_unique(store: Store) -> None:
     store.atomic(lambda uow: uow.count_redelivery(found.id))
     assert store.read(lambda uow: uow.find_inbound("twilio", "SM1")).deliveries == 2
     assert len(store.read(lambda uow: uow.inbound_for("+911111111111"))) == 4
+    assert store.read(lambda uow: uow.inbound_outcomes(0.0, 100.0)) == {"paid": 2, "help": 2}
+    assert store.read(lambda uow: uow.inbound_outcomes(1.0, 2.0)) == {"paid": 1}  # [since, until)
 
     frame = FrameRecord(7, 1, "paid", "reply", 1.0, "REF", digest="5f1e")
     store.atomic(lambda uow: uow.insert_frame(frame))

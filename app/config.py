@@ -15,6 +15,14 @@ from typing import Any
 PREFIX = "SMSPAY_"
 
 
+# The risk rules a deployment may switch off by name (app/services/risk.py, docs/risk.md).
+RISK_RULES = (
+    "gateway_rate", "user_rate", "payment_cap", "daily_cap", "monthly_cap", "balance",
+    "new_payee_payment_cap", "new_payee_daily_cap", "velocity_payees", "velocity_amount",
+    "geofence", "travel",
+)  # fmt: skip
+
+
 class ConfigError(ValueError):
     """A setting has a value the service cannot use."""
 
@@ -208,6 +216,8 @@ class Settings:
             raise ConfigError("limits must be positive amounts in paise")
         risk = [getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name.startswith("risk_") and f.type in ("int", int)]  # fmt: skip
+        if unknown := sorted(self.rules_off - set(RISK_RULES)):
+            raise ConfigError(f"SMSPAY_RISK_RULES_OFF names no such rule: {', '.join(unknown)}")
         if min(risk) < 0 or self.risk_flag_expiry_seconds < 60:
             raise ConfigError("risk settings are 0 or more; a flag expires after 60 s or more")
         if self.sms_channel not in ("log", "twilio", "tasker"):

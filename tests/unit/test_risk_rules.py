@@ -3,12 +3,14 @@ settings, on an injected time (no store, no clock)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.config import Settings
+from app.config import RISK_RULES, ConfigError, Settings
 from app.services import risk
 from app.services.risk import Attempt, Past, Verdict
 from storage.models import Transaction, TransactionKind, TransactionState
@@ -196,3 +198,15 @@ def test_the_judgement_keeps_every_flag_and_stops_at_a_refusal() -> None:
     refused = risk.judge(attempt(2_000_000), past(*home), S)
     assert [d.code for d in refused.decisions] == ["over_payment_limit"]
     assert risk.judge(attempt(), past(), S).summary() == "allow"
+
+
+def test_every_rule_is_named_in_the_settings_and_in_docs_risk_md() -> None:
+    assert risk.RULE_NAMES == set(RISK_RULES)
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "risk.md").read_text()
+    for name in RISK_RULES:
+        assert f"| `{name}` |" in doc, name
+    for f in dataclasses.fields(Settings):
+        if f.name.startswith("risk_") or f.name.startswith("limit_"):
+            assert f"SMSPAY_{f.name.upper()}" in doc, f.name
+    with pytest.raises(ConfigError, match="no such rule: geofense"):
+        Settings.from_env({"SMSPAY_RISK_RULES_OFF": "travel,geofense"})

@@ -54,6 +54,8 @@ class User:
     created_at: float
     failed_pin_attempts: int = 0
     locked_until: float | None = None
+    area_lat: float | None = None  # the usual area staff set for the geofence (else: learned)
+    area_lon: float | None = None
 
     @property
     def account(self) -> str:

@@ -4,6 +4,7 @@ A flagged payment's money moves payer -> held in the unit of work that flags it,
 spent twice; the payer's reply says it is under review; an expiry job is queued in the same unit
 of work. An admin approves or rejects it (app/services/review.py); if nobody has by
 SMSPAY_RISK_FLAG_EXPIRY_SECONDS, the worker refunds it (`run_flag_expiry`). Each step is audited.
+Staff may also set the usual area the geofence measures from (`set_usual_area`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 from app.bootstrap import Services
 from app.services import ledger
 from app.services.common import Outcome
-from app.services.staff import audit
+from app.services.errors import InvalidInput, UnknownUser
+from app.services.staff import audit, check_reason
 from sms import replies
-from sms.numbers import mask_party
+from sms.numbers import mask_party, mask_phone
 from storage.contract import UnitOfWork
-from storage.models import Job, OutboundSms, Transaction, TransactionState, user_account
+from storage.models import Job, OutboundSms, Transaction, TransactionState, User, user_account
 
 RISK_ACTOR = "risk"  # the audit log's actor for what the rules and their expiry job did
 EXPIRY_JOB = "risk.expire"
@@ -43,6 +45,30 @@ def hold_flagged(
     balance = uow.balance(user_account(txn.payer_id or ""))
     text = replies.payment_held(txn.amount, mask_party(txn.payee or ""), ref, balance)
     return Outcome(code.split(":")[0], text, ref)
+
+
+def set_usual_area(
+    svc: Services, actor: str, phone: str, area: tuple[float, float] | None, reason: str
+) -> User:
+    """Staff set the usual area the geofence measures from (None: learn it from payments
+    again); audited."""
+    why = check_reason(reason)
+    if area is not None and not (abs(area[0]) <= 90 and abs(area[1]) <= 180):
+        raise InvalidInput("the usual area is lat,lon in decimal degrees")
+
+    def unit(uow: UnitOfWork) -> User:
+        user = uow.get_user_by_phone(phone)
+        if user is None:
+            raise UnknownUser(f"no user has the number {mask_phone(phone)}")
+        lat, lon = area if area is not None else (None, None)
+        uow.set_usual_area(user.id, lat, lon)
+        outcome = f"{lat},{lon}" if area is not None else "learned from payments"
+        audit(uow, svc.clock.now(), actor, "user.usual_area", user.phone, why, outcome)
+        updated = uow.get_user(user.id)
+        assert updated is not None
+        return updated
+
+    return svc.store.atomic(unit)
 
 
 def run_flag_expiry(svc: Services, job: Job) -> None:

@@ -47,7 +47,7 @@ def pay(
     judgement = None
     if mistake is None:
         past = risk.past_of(
-            uow, payer.id, instr.payee, now, start_of_day(now, svc.tz), start_of_month(now, svc.tz)
+            uow, payer, instr.payee, now, start_of_day(now, svc.tz), start_of_month(now, svc.tz)
         )
         judgement = risk.judge(
             risk.Attempt(instr.payee, instr.amount, now, lat, lon), past, settings

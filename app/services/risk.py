@@ -24,7 +24,7 @@ from typing import Protocol
 from app.config import Settings
 from sms import replies
 from storage.contract import Ledger, Transactions
-from storage.models import Transaction, TransactionState, user_account
+from storage.models import Transaction, TransactionState, User, user_account
 
 
 class Reads(Ledger, Transactions, Protocol):
@@ -90,13 +90,18 @@ class Past:
     spent_month: int  # committed since the first of the local month
     payee_first_paid: float | None  # when the payer first paid this payee (not failed), or None
     balance: int = 0  # the payer's wallet now
+    area: tuple[float, float] | None = None  # the usual area staff set, which wins over learning
 
 
 def past_of(
-    uow: Reads, payer_id: str, payee: str, now: float, day_start: float, month_start: float
+    uow: Reads, payer: User, payee: str, now: float, day_start: float, month_start: float
 ) -> Past:
     """Read the payer's history for `judge` (inside the payment's unit of work)."""
+    payer_id = payer.id
+    area = None if payer.area_lat is None or payer.area_lon is None else (
+        payer.area_lat, payer.area_lon)  # fmt: skip
     return Past(
+        area=area,
         balance=uow.balance(user_account(payer_id)),
         recent=uow.payments_by(payer_id, now - LOOKBACK, HISTORY_LIMIT),
         spent_today=uow.debited_since(payer_id, day_start),
@@ -129,8 +134,11 @@ def _settled_located(past: Past) -> list[Transaction]:
 
 
 def usual_area(past: Past, s: Settings) -> tuple[float, float] | None:
-    """The user's usual area: the median latitude and longitude of their located payments of the
-    last 30 days (a median, so a few payments elsewhere do not move it), or None if too few."""
+    """The user's usual area: the one staff set, else the median latitude and longitude of their
+    located payments of the last 30 days (a median, so a few payments elsewhere do not move it),
+    or None if too few."""
+    if past.area is not None:
+        return past.area
     points = _settled_located(past)
     if len(points) < max(1, s.risk_geofence_min_points):
         return None

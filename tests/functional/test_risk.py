@@ -8,7 +8,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from flask.testing import FlaskClient
+from flask.testing import FlaskClient, FlaskCliRunner
 
 from app.bootstrap import Services
 from app.jobs import HANDLERS
@@ -138,3 +138,25 @@ def test_the_eleventh_instruction_in_a_minute_is_refused(
     assert routes.tasker(ASHA, asha.balance(at=clock.now()))[1].startswith(
         "SMSPay: Too many messages. Please try again after "
     )
+
+
+def test_staff_set_the_usual_area_from_the_cli(
+    routes: Routes, world: World, clock: FakeClock, svc: Services, runner: FlaskCliRunner
+) -> None:
+    asha = world.user(ASHA, "1234", rupees=1000, name="Asha")
+    world.user(RAVI, "4321", name="Ravi")
+    result = runner.invoke(args=["users", "usual-area", "--phone", ASHA, "--at",
+                                 "13.4213,77.5946", "--reason", "moved to the north"])  # fmt: skip
+    assert result.exit_code == 0 and "13.4213,77.5946" in result.output, result.output
+    # her first located payment, at the old home 50 km south: held, no history needed
+    assert "held for a security check" in routes.twilio(ASHA, located(asha, clock, 1_000, HOME))[1]
+    clock.advance(3600)  # 50 km in an hour: no impossible travel
+    assert "Paid Rs 10.00" in routes.twilio(ASHA, located(asha, clock, 1_000, FAR))[1]
+    (entry,) = svc.store.read(lambda uow: uow.audit_entries(target=ASHA))
+    assert (entry.action, entry.reason) == ("user.usual_area", "moved to the north")
+    result = runner.invoke(args=["users", "usual-area", "--phone", ASHA, "--clear",
+                                 "--reason", "learn again"])  # fmt: skip
+    assert result.exit_code == 0 and "learned" in result.output
+    bad = runner.invoke(args=["users", "usual-area", "--phone", ASHA, "--at", "north",
+                              "--reason", "x"])  # fmt: skip
+    assert bad.exit_code != 0 and "lat,lon" in bad.output

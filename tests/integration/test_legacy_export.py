@@ -169,6 +169,7 @@ def test_the_import_verifies_and_the_store_holds_what_the_file_holds(
 ADDED_FIELDS: dict[str, dict[str, Any]] = {
     "transactions": {"lat": None, "lon": None, "risk": ""},
     "frames": {"digest": ""},
+    "users": {"area_lat": None, "area_lon": None},
 }
 
 

@@ -71,6 +71,13 @@ def test_users_are_unique_by_id_and_phone(store: Store) -> None:
     assert store.read(lambda uow: uow.get_user("nobody")) is None
     with pytest.raises(NotFound):
         store.atomic(lambda uow: uow.set_pin_state("nobody", 0, None))
+    store.atomic(lambda uow: uow.set_usual_area("u1", 12.9716, 77.5946))
+    placed = store.read(lambda uow: uow.get_user("u1"))
+    assert (placed.area_lat, placed.area_lon) == (12.9716, 77.5946)
+    store.atomic(lambda uow: uow.set_usual_area("u1", None, None))
+    assert store.read(lambda uow: uow.get_user("u1")).area_lat is None
+    with pytest.raises(NotFound):
+        store.atomic(lambda uow: uow.set_usual_area("nobody", 1.0, 2.0))
 
 
 def test_ledger_entries_balance_and_never_overdraw(store: Store) -> None:

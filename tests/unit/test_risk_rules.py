@@ -163,6 +163,16 @@ def test_geofence_needs_a_usual_area_and_a_location() -> None:
     assert risk.geofence(attempt(), past(*three), S) is None  # the instruction has no location
 
 
+def test_a_usual_area_set_by_staff_wins_over_learning() -> None:
+    home = [paid(NOW - 86_400 * i, where=BLR) for i in range(1, 4)]
+    chennai = (13.0827, 80.2707)
+    moved = past(*home, area=chennai)
+    assert risk.usual_area(moved, S) == chennai
+    assert risk.geofence(attempt(where=chennai), moved, S) is None
+    decision = risk.geofence(attempt(where=BLR), past(area=chennai), S)  # no history needed
+    assert decision is not None and decision.facts["usual_area"] == "13.0827,80.2707"
+
+
 def test_the_usual_area_is_a_median_and_ignores_flagged_payments() -> None:
     home = [paid(NOW - 86_400 * i, where=BLR) for i in range(1, 4)]
     away = north_of(BLR, 300)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from app.services import admin, review, staff
+from app.services import admin, kpis, review, staff
 from app.services.inbound import BURNED_KEY_ACTION, handle_inbound_sms
 from sms import replies
 from sms.inbound import InboundSms, Route
@@ -115,3 +115,28 @@ def test_counter_reuse_with_another_ciphertext_burns_the_key(money: Money) -> No
     assert [e.action for e in alarm] == [BURNED_KEY_ACTION] and alarm[0].target == ASHA
     later = money.sms(ASHA, asha.pay(RAVI, 100, at=money.clock.now()))
     assert later.outcome == "unknown_device"  # further frames from the key are refused
+
+
+def test_the_dashboard_separates_mistakes_and_counts_what_the_controls_did(money: Money) -> None:
+    asha, _ = money.user(ASHA, rupees=1000), money.user(RAVI)
+    for _ in range(3):
+        money.sms(ASHA, located_pay(money, asha, RAVI, 1_000, HOME))
+        money.clock.advance(3600)
+    assert money.sms(ASHA, located_pay(money, asha, RAVI, 5_000, FAR)).outcome == "flagged"
+    assert money.pay(asha, "+919000000404", 100).outcome == "refused:payee_not_registered"
+    assert money.pay(asha, RAVI, 100, pin="0000").outcome == "wrong_pin"
+    assert money.pay(asha, RAVI, 2_000_000).outcome == "refused:over_payment_limit"
+    balances = [money.sms(ASHA, asha.balance(at=money.clock.now())).outcome for _ in range(9)]
+    assert balances == ["balance"] * 6 + ["rate_limited"] * 3  # 4 + 6 in this minute
+    first = asha.seal(format_pay(RAVI, 100, asha.pin, int(money.clock.now())), counter=900)
+    money.clock.advance(60)
+    money.sms(ASHA, first)
+    money.sms(ASHA, asha.seal(format_pay(RAVI, 200, asha.pin, int(money.clock.now())), counter=900))
+
+    today = kpis.dashboard(money.svc).today
+    assert (today.succeeded, today.failed) == (5, 2)  # cash-in, 3 at home, the first Rs 1
+    assert (today.user_mistakes, today.refused_by_rules, today.system_failures) == (2, 1, 0)
+    assert today.service_success_rate == 1.0  # nothing failed on the service's side
+    assert today.rate_limited == 3 and today.flags == {"geofence": 1}
+    burned = kpis.dashboard(money.svc).burned_keys
+    assert [b.target for b in burned] == [ASHA]

@@ -20,7 +20,8 @@ from app import cli_settlement, cli_staff
 from app.bootstrap import MASTER_KEY_FILE as KEY_FILE
 from app.bootstrap import NEXT_MASTER_KEY_FILE, Services, write_key_file
 from app.config import documented_settings, markdown_table
-from app.services import admin, errors, payments
+from app.services import admin, errors, holds, payments
+from app.services.staff import cli_actor
 from crypto.keys import (
     PIN_KEY_LABEL,
     KeyRing,
@@ -168,6 +169,29 @@ def users_add(phone: str, name: str, pin: str) -> None:
     click.echo(f"registered {user.name} ({user.phone}) as {user.id}")
 
 
+@users_cli.command("usual-area")
+@click.option("--phone", required=True)
+@click.option("--at", "at", help="lat,lon in decimal degrees, e.g. 12.9716,77.5946.")
+@click.option("--clear", is_flag=True, help="Learn the area from the user's payments again.")
+@click.option("--reason", required=True, help="Why (goes into the audit log).")
+def users_usual_area(phone: str, at: str | None, clear: bool, reason: str) -> None:
+    """Set the usual area the geofence measures a user's payments from (docs/risk.md)."""
+    if clear == bool(at):
+        raise click.UsageError("give either --at lat,lon or --clear")
+    try:
+        area = None if clear else tuple(float(x) for x in (at or "").split(","))
+        if area is not None and len(area) != 2:
+            raise ValueError
+    except ValueError:
+        raise click.UsageError("--at is lat,lon in decimal degrees") from None
+    try:
+        user = holds.set_usual_area(_svc(), cli_actor(), phone, area, reason)
+    except errors.ServiceError as exc:
+        raise _fail(exc) from exc
+    where = f"{user.area_lat},{user.area_lon}" if user.area_lat is not None else "learned"
+    click.echo(f"usual area of {user.phone}: {where}")
+
+
 @devices_cli.command("provision")
 @click.option("--phone", required=True)
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
@@ -261,6 +285,10 @@ def transactions_show(reference: str) -> None:
     click.echo(_row(txn))
     if txn.note:
         click.echo(f"note: {txn.note}")
+    if txn.lat is not None:
+        click.echo(f"location: {txn.lat},{txn.lon}")
+    if txn.risk:
+        click.echo(f"risk: {txn.risk}")
     for e in events:
         click.echo(f"  {_when(e.at)}  {e.state.value:10}  {e.reason}")
     for entry in entries:

@@ -15,6 +15,14 @@ from typing import Any
 PREFIX = "SMSPAY_"
 
 
+# The risk rules a deployment may switch off by name (app/services/risk.py, docs/risk.md).
+RISK_RULES = (
+    "gateway_rate", "user_rate", "payment_cap", "daily_cap", "monthly_cap", "balance",
+    "new_payee_payment_cap", "new_payee_daily_cap", "velocity_payees", "velocity_amount",
+    "geofence", "travel",
+)  # fmt: skip
+
+
 class ConfigError(ValueError):
     """A setting has a value the service cannot use."""
 
@@ -50,6 +58,51 @@ class Settings:
     )
     limit_per_day_paise: int = _setting(
         10_000_000, "Most a user may pay in one local day, in paise (UPI: Rs 1,00,000)."
+    )
+    limit_per_month_paise: int = _setting(
+        100_000_000, "Most a user may pay in one local calendar month, in paise (Rs 10,00,000)."
+    )
+    limit_new_payee_per_payment_paise: int = _setting(
+        100_000,
+        "Largest payment to a payee first paid in the last 24 h, in paise (UPI Lite: Rs 1,000).",
+    )
+    limit_new_payee_per_day_paise: int = _setting(
+        500_000,
+        "Most paid in 24 h to one payee first paid in that time, in paise (*99#: Rs 5,000).",
+    )
+    risk_rules_off: str = _setting(
+        "", "Risk rules switched off, comma-separated names (docs/risk.md), e.g. geofence,travel."
+    )
+    risk_user_per_minute: int = _setting(
+        10, "Instructions one user may send a minute (token bucket; 0: no limit)."
+    )
+    risk_gateway_per_minute: int = _setting(
+        600, "SMS one Tasker phone may forward a minute (token bucket; 0: no limit)."
+    )
+    risk_refusal_replies_per_hour: int = _setting(
+        6, "Refusal replies (too many messages, unknown sender, unreadable) to one number an hour."
+    )
+    risk_velocity_payees: int = _setting(
+        5, "Distinct payees in RISK_VELOCITY_SECONDS above which a payment is FLAGGED (0: off)."
+    )
+    risk_velocity_seconds: int = _setting(3600, "The window of the distinct-payees rule.")
+    risk_amount_multiple: int = _setting(
+        10, "A payment above this many times the user's 30-day median is FLAGGED (0: off)."
+    )
+    risk_amount_min_history: int = _setting(
+        5, "Payments in 30 days a user needs before the median rule judges them."
+    )
+    risk_geofence_km: int = _setting(
+        20, "A payment farther than this from the user's usual area is FLAGGED (0: off)."
+    )
+    risk_geofence_min_points: int = _setting(
+        3, "Located payments in 30 days that make a user's usual area."
+    )
+    risk_travel_kmh: int = _setting(
+        300, "Two located payments farther apart than this speed allows are FLAGGED (0: off)."
+    )
+    risk_flag_expiry_seconds: int = _setting(
+        259_200, "A FLAGGED payment nobody reviewed in this time is refunded (72 h)."
     )
     instruction_max_age_seconds: int = _setting(
         86_400, "Refuse instructions whose phone-side time is older than this (0: never)."
@@ -173,8 +226,18 @@ class Settings:
             raise ConfigError("SMSPAY_TRUSTED_PROXIES must be 0 or more")
         if self.pin_max_attempts < 1 or self.pin_lock_seconds < 0:
             raise ConfigError("PIN attempts must be 1 or more and the lock 0 s or more")
-        if self.limit_per_payment_paise < 1 or self.limit_per_day_paise < 1:
+        limits = (
+            self.limit_per_payment_paise, self.limit_per_day_paise, self.limit_per_month_paise,
+            self.limit_new_payee_per_payment_paise, self.limit_new_payee_per_day_paise,
+        )  # fmt: skip
+        if min(limits) < 1:
             raise ConfigError("limits must be positive amounts in paise")
+        risk = [getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name.startswith("risk_") and f.type in ("int", int)]  # fmt: skip
+        if unknown := sorted(self.rules_off - set(RISK_RULES)):
+            raise ConfigError(f"SMSPAY_RISK_RULES_OFF names no such rule: {', '.join(unknown)}")
+        if min(risk) < 0 or self.risk_flag_expiry_seconds < 60:
+            raise ConfigError("risk settings are 0 or more; a flag expires after 60 s or more")
         if self.sms_channel not in ("log", "twilio", "tasker"):
             raise ConfigError("SMSPAY_SMS_CHANNEL must be log, twilio or tasker")
         if self.worker_quiet_seconds < 10:
@@ -225,6 +288,11 @@ class Settings:
     def poll_schedule(self) -> list[int]:
         """The payout status-check times as seconds after the payout."""
         return [int(x) for x in self.payout_poll_schedule.split(",") if x.strip()]
+
+    @property
+    def rules_off(self) -> frozenset[str]:
+        """The names of the risk rules this deployment switched off."""
+        return frozenset(n.strip() for n in self.risk_rules_off.split(",") if n.strip())
 
     @property
     def data_path(self) -> Path:

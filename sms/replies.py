@@ -41,6 +41,48 @@ def over_daily_limit(left: int) -> str:
     return f"daily limit reached ({rs(left)} left today)"
 
 
+def over_monthly_limit(left: int) -> str:
+    """Reason text: over the per-month cap."""
+    return f"monthly limit reached ({rs(left)} left)"
+
+
+def over_new_payee_limit(limit: int) -> str:
+    """Reason text: over the per-payment cap for a payee first paid in the last 24 h."""
+    return f"new payee limit {rs(limit)} for 24 h"
+
+
+def over_new_payee_daily_limit(left: int) -> str:
+    """Reason text: over the 24-hour cap for a payee first paid in that time."""
+    return f"new payee: {rs(left)} left for 24 h"
+
+
+def payment_held(amount: int, payee: str, reference: str, balance: int) -> str:
+    """To the payer, when the risk rules held a payment for review (the money is set aside)."""
+    return (
+        f"{BRAND}: {rs(amount)} to {payee} is held for a security check. "
+        f"Ref {reference}. Bal {rs(balance)}. We will SMS you the result."
+    )
+
+
+def held_expired(amount: int, payee: str, reference: str, balance: int) -> str:
+    """To the payer, when nobody reviewed a held payment in time and the money came back."""
+    return (
+        f"{BRAND}: {rs(amount)} to {payee} was not checked in time and is back in your wallet. "
+        f"Ref {reference}. Bal {rs(balance)}."
+    )
+
+
+def rate_limited(when: str) -> str:
+    """To a user who sent more instructions a minute than allowed; `when` is HH:MM local time."""
+    return f"{BRAND}: Too many messages. Please try again after {when}. {NO_MONEY_MOVED}"
+
+
+KEY_BURNED = (
+    f"{BRAND}: Your phone's key was used twice, so we blocked it for your safety. "
+    f"Visit an agent to re-register your phone. {NO_MONEY_MOVED}"
+)
+
+
 def payout_started(amount: int, payee: str, reference: str, balance: int) -> str:
     """To the payer, when a payout to a UPI id is on its way."""
     return (

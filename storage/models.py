@@ -54,6 +54,8 @@ class User:
     created_at: float
     failed_pin_attempts: int = 0
     locked_until: float | None = None
+    area_lat: float | None = None  # the usual area staff set for the geofence (else: learned)
+    area_lon: float | None = None
 
     @property
     def account(self) -> str:
@@ -120,6 +122,9 @@ class Transaction:
     reason: str = ""
     note: str = ""
     channel: str = ""
+    lat: float | None = None  # where the payer said they were, if the instruction carried it
+    lon: float | None = None
+    risk: str = ""  # what the risk rules decided and why (app/services/risk.py), one line
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,7 @@ class FrameRecord:
     reply: str
     processed_at: float
     reference: str | None = None
+    digest: str = ""  # of the ciphertext: the same counter with another one is a reused nonce
 
 
 @dataclass(frozen=True)

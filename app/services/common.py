@@ -35,6 +35,12 @@ def start_of_day(now: float, tz: ZoneInfo) -> float:
     return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
+def start_of_month(now: float, tz: ZoneInfo) -> float:
+    """Unix time of the local midnight that began this calendar month."""
+    local = datetime.fromtimestamp(now, tz)
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
 def local_time(ts: float, tz: ZoneInfo) -> str:
     """A short local time for SMS, e.g. '26 Nov 14:05'."""
     return datetime.fromtimestamp(ts, tz).strftime("%d %b %H:%M")

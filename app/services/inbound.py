@@ -1,8 +1,11 @@
 """handle_inbound_sms: one SMS from Tasker or Twilio, from frame to reply, exactly once.
 
-authenticate (done by the web layer) -> normalise (InboundSms) -> decode the SP1 frame -> find the
-device by key id, check its phone is the sender -> decrypt -> deduplicate on (key id, counter) ->
-replay window -> parse -> PIN and lockout -> limits -> execute -> record -> reply.
+authenticate (done by the web layer) -> normalise (InboundSms) -> the forwarding phone's rate
+limit -> decode the SP1 frame -> find the device by key id, check its phone is the sender ->
+decrypt -> deduplicate on (key id, counter; the same counter with another ciphertext burns the
+key) -> replay window -> the user's rate limit -> parse -> PIN and lockout -> risk rules and
+limits -> execute -> record -> reply. Refusal replies to one number are limited too, so the
+service cannot be used to flood a phone.
 
 Everything from the duplicate checks to the record runs in one unit of work, so the same SMS
 delivered twice (same MessageSid, or the same frame through both routes) is processed once and
@@ -11,12 +14,17 @@ every delivery gets the first answer.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 from dataclasses import dataclass
+from datetime import datetime
 
 from app.bootstrap import Services
 from app.services import payments, settlement
 from app.services.common import Outcome, local_time
+from app.services.holds import RISK_ACTOR
+from app.services.staff import audit
 from crypto.codec import InvalidMessage, SealedFrame, looks_like_frame
 from crypto.keys import device_key_label
 from crypto.replay import Verdict
@@ -28,6 +36,7 @@ from storage.contract import UnitOfWork
 from storage.models import Device, FrameRecord, InboundRecord, User
 
 log = logging.getLogger(__name__)
+BURNED_KEY_ACTION = "device.burned"  # the audit entry the console's burned-key alarm shows
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,10 @@ def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
                 return SmsReply(prior.reply, sms.sender, "redelivered", prior.reference)
         if sms.gateway_id:
             uow.touch_gateway(sms.gateway_id, sms.received_at)
-        outcome = early or _process_frame(svc, uow, sms, frame)  # type: ignore[arg-type]
+        # the forwarding phone's bucket first: a flood through it costs no decryption
+        outcome = _gateway_limited(svc, uow, sms) or early
+        outcome = outcome or _process_frame(svc, uow, sms, frame)  # type: ignore[arg-type]
+        outcome = _limit_refusal_reply(svc, uow, sms.sender, outcome)
         uow.insert_inbound(
             InboundRecord(
                 route=sms.route.value,
@@ -110,20 +122,85 @@ def _process_frame(svc: Services, uow: UnitOfWork, sms: InboundSms, frame: Seale
     except InvalidMessage:
         return Outcome("bad_tag", replies.UNREADABLE)
 
+    digest = hashlib.sha256(frame.header + frame.sealed).hexdigest()[:32]
     seen = uow.find_frame(frame.key_id, frame.counter)
+    if seen is not None and seen.digest and seen.digest != digest:
+        return _burn_key(svc, uow, user, device, frame)
     if seen is not None:  # the same SMS again, maybe through the other route
         return Outcome("duplicate", seen.reply, seen.reference)
     if device.window.check(frame.counter) is not Verdict.FRESH:
         return Outcome("replay", replies.REPLAYED)
     now = svc.clock.now()
     uow.save_window(device.key_id, device.window.accept(frame.counter), now)
-    outcome = _execute(svc, uow, user, device, plaintext, sms.route.value, now)
+    outcome = _user_limited(svc, uow, user, now) or _execute(
+        svc, uow, user, device, plaintext, sms.route.value, now
+    )
     uow.insert_frame(
         FrameRecord(
-            frame.key_id, frame.counter, outcome.code, outcome.reply, now, outcome.reference
+            frame.key_id, frame.counter, outcome.code, outcome.reply, now, outcome.reference,
+            digest,
         )
-    )
+    )  # fmt: skip
     return outcome
+
+
+# The outcomes whose replies count against a number's hourly allowance of refusal replies.
+LIMITED_REPLIES = frozenset(
+    {"rate_limited", "unknown_sender", "unknown_device", "sender_mismatch", "bad_tag",
+     "plain_text", "help", "replay"}
+)  # fmt: skip
+
+
+def _limit_refusal_reply(svc: Services, uow: UnitOfWork, sender: str, outcome: Outcome) -> Outcome:
+    """Silence a refusal once the number had its allowance of them this hour (the outcome is
+    still recorded): a forged or runaway sender cannot make the service flood a phone."""
+    per_hour = svc.settings.risk_refusal_replies_per_hour
+    limited = outcome.code in LIMITED_REPLIES or outcome.code.startswith(("undecodable", "rate"))
+    if not per_hour or not limited or not outcome.reply:
+        return outcome
+    if uow.take_in_window(f"risk:replies:{sender}", per_hour, 3600, 1, svc.clock.now()):
+        return outcome
+    return Outcome(outcome.code + ":silenced", "", outcome.reference)
+
+
+def _gateway_limited(svc: Services, uow: UnitOfWork, sms: InboundSms) -> Outcome | None:
+    """The forwarding phone's token bucket (SMSPAY_RISK_GATEWAY_PER_MINUTE), before any work."""
+    per_minute = svc.settings.risk_gateway_per_minute
+    if not sms.gateway_id or not per_minute or "gateway_rate" in svc.settings.rules_off:
+        return None
+    bucket = f"risk:gateway:{sms.gateway_id}"
+    if uow.take_tokens(bucket, per_minute, per_minute / 60, 1, svc.clock.now()):
+        return None
+    log.warning("forwarding phone over its rate gateway=%s", sms.gateway_id)
+    return Outcome("rate_limited_gateway", replies.TRY_LATER)
+
+
+def _user_limited(svc: Services, uow: UnitOfWork, user: User, now: float) -> Outcome | None:
+    """The user's token bucket (SMSPAY_RISK_USER_PER_MINUTE), shared by every process through
+    the store, taken before the PIN is checked and before any money logic."""
+    per_minute = svc.settings.risk_user_per_minute
+    if not per_minute or "user_rate" in svc.settings.rules_off:
+        return None
+    if uow.take_tokens(f"risk:user:{user.id}", per_minute, per_minute / 60, 1, now):
+        return None
+    retry_at = math.ceil((now + 60 / per_minute) / 60) * 60  # one token back, whole minute
+    when = datetime.fromtimestamp(retry_at, svc.tz).strftime("%H:%M")
+    return Outcome("rate_limited", replies.rate_limited(when))
+
+
+def _burn_key(
+    svc: Services, uow: UnitOfWork, user: User, device: Device, frame: SealedFrame
+) -> Outcome:
+    """The same device key and counter with another ciphertext: the phone reused a nonce (a
+    restored backup, a cloned phone), which with AES-GCM can expose the key. Treat the key as
+    burned: disable the device, tell the user to have the phone re-registered, raise the alarm
+    (the audit log, shown on the console's dashboard)."""
+    now = svc.clock.now()
+    uow.deactivate_devices(user.id)
+    why = f"key {device.key_id} counter {frame.counter} arrived again with another ciphertext"
+    audit(uow, now, RISK_ACTOR, BURNED_KEY_ACTION, user.phone, why, "device disabled")
+    log.warning("burned device key key_id=%s phone=%s", device.key_id, mask_phone(user.phone))
+    return Outcome("key_burned", replies.KEY_BURNED)
 
 
 def _execute(

@@ -11,19 +11,29 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 from app.bootstrap import Services
+from app.services.holds import RISK_ACTOR
+from app.services.inbound import BURNED_KEY_ACTION
 from app.services.workers import WorkerHealth, read_health
 from crypto.replay import WINDOW_SIZE, ReplayWindow
 from sms.numbers import mask_phone
 from storage.contract import UnitOfWork
-from storage.models import TransactionGroup, TransactionState
+from storage.models import AuditEntry, TransactionGroup, TransactionState
 
 DAYS = 7
 SETTLE_SAMPLE = 10_000
 DEVICES_SHOWN = 20
+RISK_AUDIT_READ = 5_000  # newest risk audit entries read for flags by rule and burned keys
+# Why a payment failed, by whose doing (the reason's code, up to its first ':')
+USER_MISTAKES = frozenset({"insufficient_funds", "self_payment", "payee_not_registered"})
+PIN_MISTAKES = frozenset({"wrong_pin", "wrong_pin_locked", "locked"})  # inbound outcomes
+RULE_REFUSALS = frozenset(
+    {"over_payment_limit", "over_daily_limit", "over_monthly_limit", "over_new_payee_limit",
+     "over_new_payee_daily_limit", "flag_expired", "rejected by staff", "reversed by staff"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,12 @@ class PeriodKpis:
     channels: dict[str, int] = field(default_factory=dict)
     median_seconds: float | None = None
     p95_seconds: float | None = None
+    user_mistakes: int = 0  # refused for the user's own mistake, wrong PINs included
+    refused_by_rules: int = 0  # caps, and holds rejected or expired
+    system_failures: int = 0  # everything else that failed: the service's own
+    service_success_rate: float | None = None  # successes over successes and system failures
+    rate_limited: int = 0  # instructions refused by a token bucket
+    flags: dict[str, int] = field(default_factory=dict)  # payments held, by rule
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,7 @@ class Kpis:
     devices_with_gaps: int
     devices_silent: int
     workers: list[WorkerHealth] = field(default_factory=list)  # heard from in the last day
+    burned_keys: list[AuditEntry] = field(default_factory=list)  # newest first
 
 
 def counter_gaps(window: ReplayWindow) -> int:
@@ -118,9 +135,26 @@ def _period(label: str, since: float, until: float, groups: list[TransactionGrou
 
 
 def _with_times(p: PeriodKpis, seconds: list[float]) -> PeriodKpis:
-    return PeriodKpis(
-        p.label, p.since, p.until, p.count, p.amount, p.succeeded, p.failed, p.success_rate,
-        p.failures, p.channels, percentile(seconds, 50), percentile(seconds, 95),
+    return replace(p, median_seconds=percentile(seconds, 50), p95_seconds=percentile(seconds, 95))
+
+
+def _with_risk(p: PeriodKpis, outcomes: dict[str, int], risk: list[AuditEntry]) -> PeriodKpis:
+    """Split the failures by whose doing, and add what the risk controls did in the period."""
+    mistakes = sum(n for r, n in p.failures.items() if r in USER_MISTAKES)
+    mistakes += sum(n for o, n in outcomes.items() if o in PIN_MISTAKES)
+    by_rules = sum(n for r, n in p.failures.items() if r in RULE_REFUSALS)
+    system = sum(n for r, n in p.failures.items() if r not in USER_MISTAKES | RULE_REFUSALS)
+    flags: Counter[str] = Counter()
+    for a in risk:
+        if a.action == "payment.flag" and p.since <= a.at < p.until:
+            rules = a.reason.split(":")[1] if a.reason.startswith("flagged:") else "other"
+            flags.update(rules.split(","))
+    judged = p.succeeded + system
+    return replace(
+        p, user_mistakes=mistakes, refused_by_rules=by_rules, system_failures=system,
+        service_success_rate=p.succeeded / judged if judged else None,
+        rate_limited=sum(n for o, n in outcomes.items() if o.startswith("rate_limited")),
+        flags=dict(flags.most_common()),
     )  # fmt: skip
 
 
@@ -141,6 +175,10 @@ def dashboard(svc: Services) -> Kpis:
         week = _period("last 7 days", starts[0], starts[-1], _merge(all_groups))
         week = _with_times(week, uow.settle_seconds(starts[0], starts[-1], SETTLE_SAMPLE))
         day = _with_times(days[-1], uow.settle_seconds(starts[-2], starts[-1], SETTLE_SAMPLE))
+        risk = uow.audit_entries(RISK_AUDIT_READ, 0, actor=RISK_ACTOR)
+        week = _with_risk(week, uow.inbound_outcomes(starts[0], starts[-1]), risk)
+        day = _with_risk(day, uow.inbound_outcomes(starts[-2], starts[-1]), risk)
+        burned = [a for a in risk if a.action == BURNED_KEY_ACTION and a.at >= starts[0]]
         tasker_quiet = settings.kpi_tasker_silent_minutes * 60
         gateways = [
             GatewayHealth(g.id, g.last_seen_at,
@@ -159,7 +197,7 @@ def dashboard(svc: Services) -> Kpis:
         return Kpis(
             now, day, week, days, gateways,
             flagged[:DEVICES_SHOWN], len(devices), sum(1 for d in devices if d.gaps),
-            sum(1 for d in devices if d.silent), read_health(svc, uow),
+            sum(1 for d in devices if d.silent), read_health(svc, uow), burned,
         )  # fmt: skip
 
     return svc.store.read(read)

@@ -8,8 +8,8 @@ the last guard: if it ever finds the balance short, the whole unit of work is un
 from __future__ import annotations
 
 from app.bootstrap import Services
-from app.services import errors, ledger, settlement
-from app.services.common import Outcome, new_reference, start_of_day
+from app.services import errors, holds, ledger, risk, settlement
+from app.services.common import Outcome, new_reference, start_of_day, start_of_month
 from sms import replies
 from sms.instructions import MAX_AMOUNT_PAISE, Pay
 from sms.numbers import is_vpa, mask_party, mask_phone
@@ -26,12 +26,32 @@ from storage.models import (
 def pay(
     svc: Services, uow: UnitOfWork, payer: User, instr: Pay, channel: str, now: float
 ) -> Outcome:
-    """Transfer `instr.amount` from the payer's wallet to a registered payee's wallet."""
+    """Pay `instr.amount` from the payer's wallet to a registered payee's wallet or a UPI id.
+
+    User mistakes (unknown payee, self payment) are refused first; then the risk rules
+    (app/services/risk.py) refuse (caps) or flag; then the balance is checked. A flagged payment
+    is held for review (app/services/holds.py) instead of completing.
+    """
     settings = svc.settings
-    spent_today = uow.debited_since(payer.id, start_of_day(now, svc.tz))
     ref = new_reference(uow)
     payout = is_vpa(instr.payee)
     payee_user = None if payout else uow.get_user_by_phone(instr.payee)
+    lat, lon = (
+        (float(instr.location[0]), float(instr.location[1])) if instr.location else (None, None)
+    )
+    mistake: tuple[str, str] | None = None
+    if not payout and payee_user is None:
+        mistake = ("payee_not_registered", replies.PAYEE_NOT_REGISTERED)
+    elif payee_user is not None and payee_user.id == payer.id:
+        mistake = ("self_payment", replies.SELF_PAYMENT)
+    judgement = None
+    if mistake is None:
+        past = risk.past_of(
+            uow, payer, instr.payee, now, start_of_day(now, svc.tz), start_of_month(now, svc.tz)
+        )
+        judgement = risk.judge(
+            risk.Attempt(instr.payee, instr.amount, now, lat, lon), past, settings
+        )
     txn = Transaction(
         reference=ref,
         kind=TransactionKind.PAYOUT if payout else TransactionKind.TRANSFER,
@@ -45,6 +65,9 @@ def pay(
         payee=instr.payee,
         note=instr.note,
         channel=channel,
+        lat=lat,
+        lon=lon,
+        risk=judgement.summary() if judgement else "",
     )
     uow.insert_transaction(txn, "instruction accepted")
 
@@ -54,19 +77,16 @@ def pay(
         text = replies.payment_failed(instr.amount, mask_party(instr.payee), reason, ref, balance)
         return Outcome(f"refused:{code}", text, ref)
 
-    if not payout and payee_user is None:
-        return refuse("payee_not_registered", replies.PAYEE_NOT_REGISTERED)
-    if payee_user is not None and payee_user.id == payer.id:
-        return refuse("self_payment", replies.SELF_PAYMENT)
-    if instr.amount > settings.limit_per_payment_paise:
-        return refuse(
-            "over_payment_limit", replies.over_txn_limit(settings.limit_per_payment_paise)
-        )
-    if spent_today + instr.amount > settings.limit_per_day_paise:
-        left = max(0, settings.limit_per_day_paise - spent_today)
-        return refuse("over_daily_limit", replies.over_daily_limit(left))
+    if mistake is not None:
+        return refuse(*mistake)
+    assert judgement is not None
+    if (refusal := judgement.refusal) is not None:
+        return refuse(refusal.code, refusal.reply)
     if uow.balance(payer.account) < instr.amount:
         return refuse("insufficient_funds", replies.INSUFFICIENT_FUNDS)
+    if judgement.flags:
+        why = "; ".join(d.reason for d in judgement.flags)
+        return holds.hold_flagged(svc, uow, txn, judgement.code(), why, now)
     if payout:
         return settlement.start_payout(svc, uow, txn, payer, now)
     assert payee_user is not None

@@ -13,6 +13,7 @@ from app.bootstrap import Services
 from app.services import ledger, payments
 from app.services.common import new_reference
 from app.services.errors import InvalidInput, ServiceError, UnknownUser
+from app.services.holds import hold
 from app.services.staff import audit, check_reason, require_admin
 from app.services.support import UnknownTransaction
 from sms import replies
@@ -33,18 +34,11 @@ class WrongState(ServiceError):
     """The transaction or user is not in a state that allows the action."""
 
 
-def hold(uow: UnitOfWork, txn: Transaction, reason: str, now: float) -> None:
-    """Debit the payer into the held account and mark the payment FLAGGED (caller's unit of
-    work; the risk rules call this instead of completing the payment)."""
-    assert txn.payer_id is not None
-    ledger.hold(uow, txn, now)
-    ledger.move(uow, txn, TransactionState.FLAGGED, reason, now)
-
-
 def hold_payment(
     svc: Services, payer_phone: str, payee_phone: str, amount: int, reason: str
 ) -> Transaction:
-    """A wallet-to-wallet payment held for review (what the risk rules will produce)."""
+    """A wallet-to-wallet payment held for review by hand (the risk rules hold through
+    app/services/holds.py)."""
 
     def unit(uow: UnitOfWork) -> Transaction:
         now = svc.clock.now()

@@ -187,7 +187,7 @@ def transaction_view(svc: Services, reference: str) -> TransactionView:
             uow.outbound_for_reference(ref), uow.provider_events_for(ref),
             uow.jobs_for_reference(ref), uow.audit_entries(200, 0, target=ref),
         )  # fmt: skip
-        return TransactionView(txn, *parts, timeline=timeline(*parts))
+        return TransactionView(txn, *parts, timeline=timeline(*parts, txn=txn))
 
     return svc.store.read(read)
 
@@ -200,9 +200,23 @@ def timeline(
     provider_events: list[ProviderEvent],
     jobs: list[Job],
     audit: list[AuditEntry],
+    txn: Transaction | None = None,
 ) -> list[TimelineItem]:
     """Everything that happened to a transaction, oldest first."""
     items = [TimelineItem(e.at, "state", e.state.value, e.reason, e.state.value) for e in events]
+    if txn is not None and txn.risk:  # what the risk rules decided, when the payment came in
+        where = f" at {txn.lat},{txn.lon}" if txn.lat is not None else ""
+        lines = txn.risk.split("; ")
+        verdict = next((v for v in ("refuse", "flag") if any(x.startswith(v) for x in lines)), "")
+        items.append(
+            TimelineItem(
+                txn.created_at,
+                "risk",
+                f"Risk rules: {verdict or 'allow'}{where}",
+                txn.risk,
+                verdict or "allow",
+            )
+        )
     items += [
         TimelineItem(
             m.received_at,
@@ -251,7 +265,8 @@ def timeline(
     items += [
         TimelineItem(a.at, "staff", f"{a.action} by {a.actor}", a.reason, a.outcome) for a in audit
     ]
-    order = {"sms_in": 0, "state": 1, "ledger": 2, "job": 3, "webhook": 4, "sms_out": 5, "staff": 6}
+    order = {"sms_in": 0, "risk": 1, "state": 2, "ledger": 3, "job": 4, "webhook": 5,
+             "sms_out": 6, "staff": 7}  # fmt: skip
     return sorted(items, key=lambda i: (i.at, order[i.kind]))
 
 

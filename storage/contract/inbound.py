@@ -30,6 +30,10 @@ class Inbound(Protocol):
         """The SMS that led to or asked about one transaction, oldest first."""
         ...
 
+    def inbound_outcomes(self, since: float, until: float) -> dict[str, int]:
+        """How many SMS received in [since, until) ended in each outcome (for the dashboard)."""
+        ...
+
     def find_frame(self, key_id: int, counter: int) -> FrameRecord | None:
         """The processed frame with this device key and counter, or None."""
         ...

@@ -33,6 +33,14 @@ class Transactions(Protocol):
         """Paise a payer committed since `since` (PENDING, PROCESSING, SUCCESS, FLAGGED)."""
         ...
 
+    def payments_by(self, payer_id: str, since: float, limit: int) -> list[Transaction]:
+        """A payer's payments created at or after `since`, in every state, newest first."""
+        ...
+
+    def first_payment_to(self, payer_id: str, payee: str) -> float | None:
+        """When the payer first made a payment to `payee` that did not fail, or None."""
+        ...
+
     def search_transactions(
         self,
         phone: str | None = None,

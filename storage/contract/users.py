@@ -27,6 +27,10 @@ class Users(Protocol):
         """Record wrong-PIN attempts and the lockout end; NotFound for an unknown user."""
         ...
 
+    def set_usual_area(self, user_id: str, lat: float | None, lon: float | None) -> None:
+        """Set (or, with None, clear) the usual area staff gave; NotFound for an unknown user."""
+        ...
+
 
 class Devices(Protocol):
     """Phones' encryption keys, stored wrapped, each with its replay window."""

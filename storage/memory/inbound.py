@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 
 from storage.errors import DuplicateKey, NotFound
@@ -45,6 +46,12 @@ class InboundPart(Part):
 
     def inbound_for_reference(self, reference: str) -> list[InboundRecord]:
         return [r for _, r in sorted(self._t.inbound_sms.items()) if r.reference == reference]
+
+    def inbound_outcomes(self, since: float, until: float) -> dict[str, int]:
+        found = Counter(
+            r.outcome for r in self._t.inbound_sms.values() if since <= r.received_at < until
+        )
+        return dict(found)
 
     def find_frame(self, key_id: int, counter: int) -> FrameRecord | None:
         return self._t.frames.get((key_id, counter))

@@ -51,6 +51,26 @@ class TransactionsPart(Part):
             if t.payer_id == user_id and t.created_at >= since and t.state in LIVE_STATES
         )
 
+    def payments_by(self, payer_id: str, since: float, limit: int) -> list[Transaction]:
+        found = [
+            t
+            for t in self._t.transactions.values()
+            if t.payer_id == payer_id and t.created_at >= since
+        ]
+        found.sort(key=lambda t: t.reference)
+        found.sort(key=lambda t: t.created_at, reverse=True)
+        return found[:limit]
+
+    def first_payment_to(self, payer_id: str, payee: str) -> float | None:
+        times = [
+            t.created_at
+            for t in self._t.transactions.values()
+            if t.payer_id == payer_id
+            and t.payee == payee
+            and t.state is not TransactionState.FAILED
+        ]
+        return min(times, default=None)
+
     def search_transactions(
         self,
         phone: str | None = None,

@@ -37,6 +37,13 @@ class UsersPart(Part):
             user, failed_pin_attempts=failed_attempts, locked_until=locked_until
         )
 
+    def set_usual_area(self, user_id: str, lat: float | None, lon: float | None) -> None:
+        t = self._w()
+        user = t.users.get(user_id)
+        if user is None:
+            raise NotFound(f"user {user_id}")
+        t.users[user_id] = replace(user, area_lat=lat, area_lon=lon)
+
     # devices
     def insert_device(self, device: Device) -> None:
         t = self._w()

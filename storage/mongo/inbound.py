@@ -37,6 +37,17 @@ class MongoInbound(MongoBase, Inbound):
         found = self._db.inbound_sms.find({"reference": reference}, session=self._s)
         return [docs.inbound(d) for d in found.sort("_id")]
 
+    def inbound_outcomes(self, since: float, until: float) -> dict[str, int]:
+        """How many SMS received in [since, until) ended in each outcome."""
+        rows = self._db.inbound_sms.aggregate(
+            [
+                {"$match": {"received_at": {"$gte": since, "$lt": until}}},
+                {"$group": {"_id": "$outcome", "n": {"$sum": 1}}},
+            ],
+            session=self._s,
+        )
+        return {r["_id"]: int(r["n"]) for r in rows}
+
     def find_frame(self, key_id: int, counter: int) -> FrameRecord | None:
         """The processed frame with this device key and counter, or None."""
         d = self._find("frames", {"_id": f"{key_id}:{counter}"})

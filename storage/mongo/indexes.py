@@ -22,6 +22,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
         IndexModel([("sender", ASCENDING), ("received_at", DESCENDING)], name="sender_time"),
         IndexModel("reference", name="reference"),
+        IndexModel("received_at", name="time"),
     ],
     "frames": [IndexModel("expires", expireAfterSeconds=0, name="expiry_ttl")],
     "ledger_entries": [IndexModel("reference", name="reference")],

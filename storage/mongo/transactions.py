@@ -68,6 +68,25 @@ class MongoTransactions(MongoBase, Transactions):
         )
         return int(rows[0]["total"]) if rows else 0
 
+    def payments_by(self, payer_id: str, since: float, limit: int) -> list[Transaction]:
+        """A payer's payments created at or after `since`, in every state, newest first."""
+        found = self._db.transactions.find(
+            {"payer_id": payer_id, "created_at": {"$gte": since}},
+            {"events": 0},
+            session=self._s,
+        ).sort([("created_at", DESCENDING), ("_id", ASCENDING)])
+        return [docs.transaction(d) for d in found.limit(limit)]
+
+    def first_payment_to(self, payer_id: str, payee: str) -> float | None:
+        """When the payer first made a payment to `payee` that did not fail, or None."""
+        first = self._db.transactions.find_one(
+            {"payee": payee, "payer_id": payer_id, "state": {"$ne": "FAILED"}},
+            {"created_at": 1},
+            sort=[("created_at", ASCENDING)],
+            session=self._s,
+        )
+        return float(first["created_at"]) if first else None
+
     def search_transactions(
         self,
         phone: str | None = None,

@@ -37,6 +37,10 @@ class MongoUsers(MongoBase, Users):
             {"$set": {"failed_pin_attempts": failed_attempts, "locked_until": locked_until}},
         )
 
+    def set_usual_area(self, user_id: str, lat: float | None, lon: float | None) -> None:
+        """Set (or clear) the usual area staff gave; NotFound for an unknown user."""
+        self._update("users", {"_id": user_id}, {"$set": {"area_lat": lat, "area_lon": lon}})
+
 
 class MongoDevices(MongoBase, Devices):
     """`devices`: _id the key id; the replay window is two fields of the document."""

@@ -47,6 +47,15 @@ class SqliteInbound(SqliteBase, Inbound):
         )
         return [inbound_of(r) for r in rows]
 
+    def inbound_outcomes(self, since: float, until: float) -> dict[str, int]:
+        """How many SMS received in [since, until) ended in each outcome."""
+        rows = self._c.execute(
+            "SELECT outcome, COUNT(*) FROM inbound_sms WHERE received_at >= ? AND received_at < ?"
+            " GROUP BY outcome",
+            (since, until),
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
     def find_frame(self, key_id: int, counter: int) -> FrameRecord | None:
         """The processed frame with this device key and counter, or None."""
         row = self._one("SELECT * FROM frames WHERE key_id = ? AND counter = ?", key_id, counter)
@@ -55,7 +64,8 @@ class SqliteInbound(SqliteBase, Inbound):
     def insert_frame(self, record: FrameRecord) -> None:
         """Record a processed frame; DuplicateKey if (key id, counter) was processed."""
         self._insert(
-            "INSERT INTO frames VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO frames (key_id, counter, outcome, reply, processed_at, reference, digest)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
             record.key_id, record.counter, record.outcome, record.reply, record.processed_at,
-            record.reference,
+            record.reference, record.digest,
         )  # fmt: skip

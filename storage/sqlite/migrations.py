@@ -58,8 +58,26 @@ def worker_heartbeats(conn: sqlite3.Connection) -> None:
     )
 
 
+def risk_facts(conn: sqlite3.Connection) -> None:
+    """3: where a payment was made and what the risk rules decided; a user's usual area set by
+    staff; a frame's ciphertext digest (the same counter with another ciphertext is a reused
+    nonce); inbound SMS by time (the dashboard counts rate-limit refusals)."""
+    run_script(
+        conn,
+        """
+ALTER TABLE transactions ADD COLUMN lat REAL;
+ALTER TABLE transactions ADD COLUMN lon REAL;
+ALTER TABLE transactions ADD COLUMN risk TEXT NOT NULL DEFAULT '';
+ALTER TABLE frames ADD COLUMN digest TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN area_lat REAL;
+ALTER TABLE users ADD COLUMN area_lon REAL;
+CREATE INDEX IF NOT EXISTS inbound_sms_time ON inbound_sms (received_at);
+""",
+    )
+
+
 # Version n is MIGRATIONS[n - 1]; read at call time, so a test may add steps.
-MIGRATIONS: tuple[Migration, ...] = (baseline, worker_heartbeats)
+MIGRATIONS: tuple[Migration, ...] = (baseline, worker_heartbeats, risk_facts)
 
 
 def latest() -> int:

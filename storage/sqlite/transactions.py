@@ -16,10 +16,12 @@ def insert_transaction_row(conn: sqlite3.Connection, txn: Transaction) -> None:
     """Write a transactions row as it is (no event); DuplicateKey if the reference is taken."""
     insert(
         conn,
-        "INSERT INTO transactions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO transactions (reference, kind, amount, state, created_at, updated_at,"
+        " payer_id, payer_phone, payee_id, payee, reason, note, channel, lat, lon, risk)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         txn.reference, txn.kind.value, txn.amount, txn.state.value, txn.created_at,
         txn.updated_at, txn.payer_id, txn.payer_phone, txn.payee_id, txn.payee, txn.reason,
-        txn.note, txn.channel,
+        txn.note, txn.channel, txn.lat, txn.lon, txn.risk,
     )  # fmt: skip
 
 
@@ -71,6 +73,24 @@ class SqliteTransactions(SqliteBase, Transactions):
             user_id, since,
         )  # fmt: skip
         return int(row[0]) if row else 0
+
+    def payments_by(self, payer_id: str, since: float, limit: int) -> list[Transaction]:
+        """A payer's payments created at or after `since`, in every state, newest first."""
+        rows = self._c.execute(
+            "SELECT * FROM transactions WHERE payer_id = ? AND created_at >= ?"
+            " ORDER BY created_at DESC, reference LIMIT ?",
+            (payer_id, since, limit),
+        )
+        return [transaction_of(r) for r in rows]
+
+    def first_payment_to(self, payer_id: str, payee: str) -> float | None:
+        """When the payer first made a payment to `payee` that did not fail, or None."""
+        row = self._one(
+            "SELECT MIN(created_at) FROM transactions WHERE payee = ? AND payer_id = ?"
+            " AND state != 'FAILED'",
+            payee, payer_id,
+        )  # fmt: skip
+        return float(row[0]) if row and row[0] is not None else None
 
     def search_transactions(
         self,

@@ -14,9 +14,11 @@ class SqliteUsers(SqliteBase, Users):
     def insert_user(self, user: User) -> None:
         """Add a user; DuplicateKey if the id or the phone number is taken."""
         self._insert(
-            "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO users (id, phone, name, pin_salt, pin_hash, created_at,"
+            " failed_pin_attempts, locked_until, area_lat, area_lon)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             user.id, user.phone, user.name, user.pin_salt, user.pin_hash, user.created_at,
-            user.failed_pin_attempts, user.locked_until,
+            user.failed_pin_attempts, user.locked_until, user.area_lat, user.area_lon,
         )  # fmt: skip
 
     def get_user(self, user_id: str) -> User | None:
@@ -35,6 +37,10 @@ class SqliteUsers(SqliteBase, Users):
             "UPDATE users SET failed_pin_attempts = ?, locked_until = ? WHERE id = ?",
             failed_attempts, locked_until, user_id,
         )  # fmt: skip
+
+    def set_usual_area(self, user_id: str, lat: float | None, lon: float | None) -> None:
+        """Set (or clear) the usual area staff gave; NotFound for an unknown user."""
+        self._update("UPDATE users SET area_lat = ?, area_lon = ? WHERE id = ?", lat, lon, user_id)
 
 
 class SqliteDevices(SqliteBase, Devices):

@@ -59,16 +59,22 @@ def test_same_sms_posted_20_times_concurrently_debits_once(
 def test_50_concurrent_payments_exactly_10_covered(
     server: Server, gateway: tuple[str, str], tmp_path: Path
 ) -> None:
-    payer = provision(server, tmp_path, "+919700000011", "1234", 100)
+    # five payers with Rs 20 each send ten Rs 10 payments each (within the ten instructions a
+    # minute a user may send): two of each payer's ten are covered
+    payers = [provision(server, tmp_path, f"+91970000002{i}", "1234", 20) for i in range(5)]
     provision(server, tmp_path, "+919700000012", "1234", 0)
-    bodies = [payer.pay("+919700000012", 1_000) for _ in range(50)]
+    jobs = [
+        ("twilio" if i % 2 else "tasker", payer, payer.pay("+919700000012", 1_000))
+        for payer in payers
+        for i in range(10)
+    ]
     total = server.total_balance()
-    jobs = [("twilio" if i % 2 else "tasker", b) for i, b in enumerate(bodies)]
     with TotalWatcher(server) as watch, ThreadPoolExecutor(max_workers=25) as pool:
-        replies = list(pool.map(lambda j: post(server, gateway, j[0], payer.phone, j[1]), jobs))
+        replies = list(pool.map(lambda j: post(server, gateway, j[0], j[1].phone, j[2]), jobs))
     paid = [r for r in replies if "Paid Rs 10.00" in r]
     refused = [r for r in replies if "failed: not enough balance" in r]
     assert (len(paid), len(refused)) == (10, 40), replies
     assert watch.seen == {total}
-    assert "Rs 0.00" in server.cli("wallet", "balance", "--phone", payer.phone)
+    for payer in payers:
+        assert "Rs 0.00" in server.cli("wallet", "balance", "--phone", payer.phone)
     assert "Rs 100.00" in server.cli("wallet", "balance", "--phone", "+919700000012")

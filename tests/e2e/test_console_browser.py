@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import time
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 from selenium import webdriver
@@ -24,8 +26,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from app import create_app
-from app.services import review
+from sms.instructions import format_pay
 from tests.e2e.conftest import ROOT, Server
 from tests.e2e.test_concurrency import post, provision
 
@@ -35,6 +36,8 @@ CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 ARTIFACTS = ROOT / "test-artifacts"
 PASSWORD = "browser test password"
 PAYER, PAYEE = "+919700000101", "+919700000102"
+HOME = (Decimal("12.9716"), Decimal("77.5946"))  # Bengaluru
+FAR = (Decimal("13.4213"), Decimal("77.5946"))  # 50 km due north
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -72,7 +75,8 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
 
 @pytest.fixture(scope="module")
 def shop(server: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """An admin, two users who paid each other by SMS through both routes, and a held payment."""
+    """An admin, two users who paid each other by SMS through both routes, and a payment the
+    geofence held (50 km from where the payer usually pays)."""
     tmp = tmp_path_factory.mktemp("console-phones")
     server.cli("staff", "add", "--name", "ada", "--role", "admin")
     server.cli("staff", "password", "--name", "ada", "--password", PASSWORD)
@@ -86,15 +90,13 @@ def shop(server: Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     assert "Paid Rs 50.00" in back, back
     refused = post(server, gateway, "tasker", PAYEE, payee.pay(PAYER, 900_000))
     assert "not enough balance" in refused, refused
-    app = create_app(
-        {"data_dir": str(server.data_dir), "mongodb_uri": server.env["SMSPAY_MONGODB_URI"]}
-    )
-    svc = app.extensions["smspay"]
-    try:  # what the risk rules will do: hold a payment for review
-        held = review.hold_payment(svc, PAYER, PAYEE, 12_300, "velocity rule")
-    finally:
-        svc.store.close()
-    return {"paid": paid.split("Ref ")[1][:10], "held": held.reference}
+    for _ in range(3):  # the payer's usual area: three payments at home
+        home = payer.seal(format_pay(PAYEE, 1_000, "1234", int(time.time()), "", HOME))
+        assert "Paid Rs 10.00" in post(server, gateway, "twilio", PAYER, home)
+    far = payer.seal(format_pay(PAYEE, 12_300, "1234", int(time.time()), "", FAR))
+    held = post(server, gateway, "tasker", PAYER, far)  # 50 km away: the geofence holds it
+    assert "is held for a security check" in held, held
+    return {"paid": paid.split("Ref ")[1][:10], "held": held.split("Ref ")[1][:10]}
 
 
 def wait_for(driver: WebDriver, css: str) -> WebElement:
@@ -143,6 +145,8 @@ def test_support_flow_in_a_real_browser(
     # approve the flagged payment from the queue
     driver.find_element(By.LINK_TEXT, "Flagged").click()
     row = wait_for(driver, f"tr.txn[data-reference='{shop['held']}']")
+    why = row.find_element(By.CSS_SELECTOR, "td.why").text
+    assert "flag geofence: 50.0 km from the usual area" in why and "distance_km=50.0" in why
     form = row.find_element(By.CSS_SELECTOR, "form.approve")
     form.find_element(By.NAME, "reason").send_keys("payer confirmed by phone")
     form.find_element(By.CSS_SELECTOR, "button.approve").click()
@@ -150,7 +154,8 @@ def test_support_flow_in_a_real_browser(
     assert f"{shop['held']} is now SUCCESS" in flash.text
     assert not driver.find_elements(By.CSS_SELECTOR, f"tr.txn[data-reference='{shop['held']}']")
     assert "SUCCESS" in server.cli("transactions", "show", shop["held"])
-    assert "Rs 323.00" in server.cli("wallet", "balance", "--phone", PAYEE)  # 250 - 50 + 123
+    # settled: 250 - 50 + 3 x 10 + 123
+    assert "Rs 353.00" in server.cli("wallet", "balance", "--phone", PAYEE)
 
     # the dashboard's charts render (drawn by the page's own script), then a screenshot
     driver.find_element(By.LINK_TEXT, "Dashboard").click()

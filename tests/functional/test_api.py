@@ -176,9 +176,10 @@ def test_a_transaction_shows_its_whole_timeline_with_full_numbers(
     txn = data["transaction"]
     assert (txn["payer_phone"], txn["payee"], txn["note"]) == (ASHA, RAVI, "tea")
     kinds = [i["kind"] for i in data["timeline"]]
-    assert kinds == ["sms_in", "state", "state", "ledger", "sms_out"]
+    assert kinds == ["sms_in", "risk", "state", "state", "ledger", "sms_out"]
+    assert data["timeline"][1]["title"] == "Risk rules: allow" and txn["risk"] == "allow"
     assert data["timeline"][0]["title"] == f"SMS in from {ASHA} via twilio"
-    assert data["timeline"][2]["status"] == "SUCCESS"
+    assert data["timeline"][3]["status"] == "SUCCESS"
     assert data["outbound_sms"][0]["to"] == RAVI and data["outbound_sms"][0]["status"]
     assert data["inbound_sms"][0]["outcome"] == "paid"
     postings = {p["account"]: p["amount"] for p in data["ledger"][0]["postings"]}

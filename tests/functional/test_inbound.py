@@ -294,6 +294,10 @@ def test_over_the_per_payment_cap(
     status, text = routes.send(route, ASHA, rich.pay(RAVI, 1_000_001, at=clock.now()))
     assert "above the limit of Rs 10000.00 per payment" in text
     assert balances(world) == (5_000_000, 0)
+    new_payee = routes.send(route, ASHA, rich.pay(RAVI, 1_000_000, at=clock.now()))[1]
+    assert "new payee limit Rs 1000.00 for 24 h" in new_payee  # Ravi was never paid before
+    assert "Paid Rs 1.00" in routes.send(route, ASHA, rich.pay(RAVI, 100, at=clock.now()))[1]
+    clock.advance(86_400)  # a day later Ravi is a known payee: the cap is the one for everyone
     assert (
         "Paid Rs 10000.00" in routes.send(route, ASHA, rich.pay(RAVI, 1_000_000, at=clock.now()))[1]
     )

@@ -162,7 +162,28 @@ def test_the_import_verifies_and_the_store_holds_what_the_file_holds(
     assert ring.unwrap(pin_key.value, PIN_KEY_LABEL)
 
     again = export(app, tmp_path / "again.jsonl")
-    assert normalised(again) == normalised(file_lines())
+    assert normalised(without_added_fields(again)) == normalised(file_lines())
+
+
+# Fields records gained after the fixture was made: an old file imports with their defaults.
+ADDED_FIELDS: dict[str, dict[str, Any]] = {
+    "transactions": {"lat": None, "lon": None, "risk": ""},
+    "frames": {"digest": ""},
+    "users": {"area_lat": None, "area_lon": None},
+}
+
+
+def without_added_fields(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Export lines with the fields added since the fixture taken out, once checked to hold
+    their defaults."""
+    out = []
+    for line in lines:
+        added, record = ADDED_FIELDS.get(line.get("kind", ""), {}), line.get("record", {})
+        inner = record.get("transaction", record)
+        for name, default in added.items():
+            assert inner.pop(name) == default, (line["kind"], name)
+        out.append(line)
+    return out
 
 
 class LegacyPhones:

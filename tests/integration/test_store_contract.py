@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -73,6 +74,13 @@ def test_users_are_unique_by_id_and_phone(store: Store) -> None:
     assert store.read(lambda uow: uow.get_user("nobody")) is None
     with pytest.raises(NotFound):
         store.atomic(lambda uow: uow.set_pin_state("nobody", 0, None))
+    store.atomic(lambda uow: uow.set_usual_area("u1", 12.9716, 77.5946))
+    placed = store.read(lambda uow: uow.get_user("u1"))
+    assert (placed.area_lat, placed.area_lon) == (12.9716, 77.5946)
+    store.atomic(lambda uow: uow.set_usual_area("u1", None, None))
+    assert store.read(lambda uow: uow.get_user("u1")).area_lat is None
+    with pytest.raises(NotFound):
+        store.atomic(lambda uow: uow.set_usual_area("nobody", 1.0, 2.0))
 
 
 def test_ledger_entries_balance_and_never_overdraw(store: Store) -> None:
@@ -153,6 +161,26 @@ def test_debited_since_counts_live_payments_of_that_payer_only(store: Store) -> 
     assert [t.reference for t in failed] == ["R3"]
 
 
+def test_a_payers_recent_payments_and_first_payment_to_a_payee(store: Store) -> None:
+    located = replace(txn("R2", "u1", 200, 20.0), lat=12.97, lon=77.59, risk="flag geofence")
+
+    def unit(uow: UnitOfWork) -> None:
+        uow.insert_transaction(txn("R1", "u1", 100, 10.0), "c")
+        uow.insert_transaction(located, "c")
+        uow.insert_transaction(replace(txn("R3", "u1", 400, 30.0), payee="+913333333333"), "c")
+        uow.set_state("R3", TransactionState.FAILED, "refused", 30.0)
+        uow.insert_transaction(txn("R4", "u2", 800, 5.0), "c")
+
+    store.atomic(unit)
+    recent = store.read(lambda uow: uow.payments_by("u1", 15.0, 10))
+    assert [t.reference for t in recent] == ["R3", "R2"]  # newest first, every state
+    assert recent[1] == located  # the location and the decision come back
+    assert [t.reference for t in store.read(lambda uow: uow.payments_by("u1", 0, 1))] == ["R3"]
+    assert store.read(lambda uow: uow.first_payment_to("u1", "+912222222222")) == 10.0
+    assert store.read(lambda uow: uow.first_payment_to("u2", "+912222222222")) == 5.0
+    assert store.read(lambda uow: uow.first_payment_to("u1", "+913333333333")) is None  # failed
+
+
 def test_devices_windows_and_gateways(store: Store) -> None:
     store.atomic(lambda uow: uow.insert_user(user("u1", "+911111111111")))
     device = Device(7, "u1", "+911111111111", b"wrapped", 1.0)
@@ -192,8 +220,10 @@ def test_inbound_provider_ids_and_frames_are_unique(store: Store) -> None:
     store.atomic(lambda uow: uow.count_redelivery(found.id))
     assert store.read(lambda uow: uow.find_inbound("twilio", "SM1")).deliveries == 2
     assert len(store.read(lambda uow: uow.inbound_for("+911111111111"))) == 4
+    assert store.read(lambda uow: uow.inbound_outcomes(0.0, 100.0)) == {"paid": 2, "help": 2}
+    assert store.read(lambda uow: uow.inbound_outcomes(1.0, 2.0)) == {"paid": 1}  # [since, until)
 
-    frame = FrameRecord(7, 1, "paid", "reply", 1.0, "REF")
+    frame = FrameRecord(7, 1, "paid", "reply", 1.0, "REF", digest="5f1e")
     store.atomic(lambda uow: uow.insert_frame(frame))
     with pytest.raises(DuplicateKey):
         store.atomic(lambda uow: uow.insert_frame(frame))

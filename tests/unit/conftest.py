@@ -16,7 +16,7 @@ import pytest
 
 from app.bootstrap import Services
 from app.config import Settings
-from app.services import admin, payments, settlement
+from app.services import admin, holds, payments, settlement
 from app.services.inbound import SmsReply, handle_inbound_sms
 from app.worker import Worker
 from gateway_clients.base import PayoutStatus
@@ -33,6 +33,7 @@ SETTLEMENT = {
     "payout.create": settlement.run_payout_create,
     "payout.poll": settlement.run_payout_poll,
     "topup.link": settlement.run_top_up_link,
+    holds.EXPIRY_JOB: holds.run_flag_expiry,
 }
 
 

@@ -20,6 +20,9 @@ REASONS = [
     replies.SELF_PAYMENT,
     replies.over_txn_limit(BIG),
     replies.over_daily_limit(BIG),
+    replies.over_monthly_limit(BIG),
+    replies.over_new_payee_limit(BIG),
+    replies.over_new_payee_daily_limit(BIG),
 ]
 
 FILLED = {
@@ -32,6 +35,9 @@ FILLED = {
     "top_up_requested": replies.top_up_requested(BIG, REF),
     "top_up_link": replies.top_up_link(BIG, "https://rzp.io/i/" + "x" * 80, REF),
     "balance": replies.balance(BIG),
+    "payment_held": replies.payment_held(BIG, LONG_PARTY, REF, BIG),
+    "held_expired": replies.held_expired(BIG, LONG_PARTY, REF, BIG),
+    "rate_limited": replies.rate_limited("23:59"),
     "status": replies.status(REF, "PROCESSING", BIG, LONG_PARTY, True),
     "status_not_found": replies.status_not_found(REF),
     "wrong_pin": replies.wrong_pin(99),
@@ -49,6 +55,7 @@ FILLED = {
             "HELP",
             "USAGE",
             "TRY_LATER",
+            "KEY_BURNED",
         )
     },  # fmt: skip
 }

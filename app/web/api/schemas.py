@@ -124,6 +124,7 @@ class TransactionSummarySchema(Schema):
     state = fields.Enum(TransactionState, by_value=True, required=True)
     reason = fields.String()
     channel = fields.String()
+    risk = fields.String(metadata={"description": "what the risk rules decided, and why"})
     created_at = Timestamp(required=True)
     updated_at = Timestamp(required=True)
     payer_phone: fields.String = Masked(allow_none=True)
@@ -138,6 +139,8 @@ class TransactionSchema(TransactionSummarySchema):
     payer_id = fields.String(allow_none=True)
     payee_id = fields.String(allow_none=True)
     note = fields.String()
+    lat = fields.Float(allow_none=True, metadata={"description": "where the payer was, if sent"})
+    lon = fields.Float(allow_none=True)
 
 
 class TransactionPageSchema(Schema):
@@ -156,7 +159,7 @@ class TimelineItemSchema(Schema):
     kind = fields.String(
         required=True,
         validate=validate.OneOf(
-            ["state", "sms_in", "sms_out", "ledger", "job", "webhook", "staff"]
+            ["state", "risk", "sms_in", "sms_out", "ledger", "job", "webhook", "staff"]
         ),
     )
     title = fields.String(required=True)
@@ -327,6 +330,14 @@ class PeriodSchema(Schema):
     channels = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     median_seconds = fields.Float(allow_none=True)
     p95_seconds = fields.Float(allow_none=True)
+    user_mistakes = fields.Integer(metadata={"description": "wrong PIN, balance, self, payee"})
+    refused_by_rules = fields.Integer()
+    system_failures = fields.Integer()
+    service_success_rate = fields.Float(
+        allow_none=True, metadata={"description": "successes over successes and system failures"}
+    )
+    rate_limited = fields.Integer()
+    flags = fields.Dict(keys=fields.String(), values=fields.Integer())
 
 
 class GatewayHealthSchema(Schema):
@@ -374,3 +385,4 @@ class KpisSchema(Schema):
     devices_with_gaps = fields.Integer(required=True)
     devices_silent = fields.Integer(required=True)
     workers = fields.List(fields.Nested(WorkerHealthSchema), required=True)
+    burned_keys = fields.List(fields.Nested(AuditEntrySchema))

@@ -77,8 +77,10 @@ def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
             uow.touch_gateway(sms.gateway_id, sms.received_at)
         # the forwarding phone's bucket first: a flood through it costs no decryption
         outcome = _gateway_limited(svc, uow, sms) or early
-        outcome = outcome or _process_frame(svc, uow, sms, frame)  # type: ignore[arg-type]
-        outcome = _limit_refusal_reply(svc, uow, sms.sender, outcome)
+        if outcome is not None:
+            outcome = _limit_refusal_reply(svc, uow, sms.sender, outcome)
+        else:  # a frame's reply is limited before it is stored with the frame (see below)
+            outcome = _process_frame(svc, uow, sms, frame)  # type: ignore[arg-type]
         uow.insert_inbound(
             InboundRecord(
                 route=sms.route.value,
@@ -107,41 +109,55 @@ def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
 
 
 def _process_frame(svc: Services, uow: UnitOfWork, sms: InboundSms, frame: SealedFrame) -> Outcome:
-    """Authenticate the frame against the sender's device, then run it once."""
+    """Authenticate the frame against the sender's device, then run it once; its reply is the
+    one stored with the frame, after the refusal-reply limit, so a duplicate delivery of the same
+    SMS always gets the same answer (silence included) and never counts against the limit."""
+    outcome, stored = _open_and_run(svc, uow, sms, frame)
+    if stored or outcome.code == "duplicate":
+        return outcome
+    return _limit_refusal_reply(svc, uow, sms.sender, outcome)
+
+
+def _open_and_run(
+    svc: Services, uow: UnitOfWork, sms: InboundSms, frame: SealedFrame
+) -> tuple[Outcome, bool]:
+    """The frame's outcome, and whether it was run and stored now (its reply already limited):
+    refused before it opened, a duplicate of a stored frame, or run and recorded once."""
     user = uow.get_user_by_phone(sms.sender)
     if user is None:
-        return Outcome("unknown_sender", replies.UNKNOWN_SENDER)
+        return Outcome("unknown_sender", replies.UNKNOWN_SENDER), False
     device = uow.get_device(frame.key_id)
     if device is None or not device.active:
-        return Outcome("unknown_device", replies.UNREADABLE)
+        return Outcome("unknown_device", replies.UNREADABLE), False
     if device.phone != sms.sender or device.user_id != user.id:
-        return Outcome("sender_mismatch", replies.UNREADABLE)
+        return Outcome("sender_mismatch", replies.UNREADABLE), False
     key = svc.keyring.unwrap(device.wrapped_key, device_key_label(device.key_id))
     try:
         plaintext = frame.open(key, sms.sender)
     except InvalidMessage:
-        return Outcome("bad_tag", replies.UNREADABLE)
+        return Outcome("bad_tag", replies.UNREADABLE), False
 
     digest = hashlib.sha256(frame.header + frame.sealed).hexdigest()[:32]
     seen = uow.find_frame(frame.key_id, frame.counter)
     if seen is not None and seen.digest and seen.digest != digest:
-        return _burn_key(svc, uow, user, device, frame)
+        return _burn_key(svc, uow, user, device, frame), False
     if seen is not None:  # the same SMS again, maybe through the other route
-        return Outcome("duplicate", seen.reply, seen.reference)
+        return Outcome("duplicate", seen.reply, seen.reference), False
     if device.window.check(frame.counter) is not Verdict.FRESH:
-        return Outcome("replay", replies.REPLAYED)
+        return Outcome("replay", replies.REPLAYED), False
     now = svc.clock.now()
     uow.save_window(device.key_id, device.window.accept(frame.counter), now)
     outcome = _user_limited(svc, uow, user, now) or _execute(
         svc, uow, user, device, plaintext, sms.route.value, now
     )
+    outcome = _limit_refusal_reply(svc, uow, sms.sender, outcome)  # stored as the sender sees it
     uow.insert_frame(
         FrameRecord(
             frame.key_id, frame.counter, outcome.code, outcome.reply, now, outcome.reference,
             digest,
         )
     )  # fmt: skip
-    return outcome
+    return outcome, True
 
 
 # The outcomes whose replies count against a number's hourly allowance of refusal replies.

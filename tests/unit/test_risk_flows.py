@@ -49,6 +49,20 @@ def test_refusal_replies_to_one_number_are_limited(money: Money) -> None:
     assert money.sms("+919000000009", "HELP").text == replies.HELP
 
 
+def test_a_silenced_refusal_stays_silent_when_the_same_sms_comes_again(money: Money) -> None:
+    """The reply stored with a frame is the one its sender got: a duplicate delivery (the other
+    route, a phone forwarding twice) answers alike, silence included, and is not counted."""
+    asha = money.user(ASHA, rupees=100)
+    for _ in range(10):
+        money.sms(ASHA, asha.balance(at=money.clock.now()))
+    refusals = [asha.balance(at=money.clock.now()) for _ in range(7)]  # over the user's rate
+    answers = [money.sms(ASHA, body) for body in refusals]
+    assert [a.outcome for a in answers] == ["rate_limited"] * 6 + ["rate_limited:silenced"]
+    again = [money.sms(ASHA, body) for body in refusals]
+    assert [a.text for a in again] == [a.text for a in answers]
+    assert {a.outcome for a in again} == {"duplicate"} and again[-1].text == ""
+
+
 def test_a_forwarding_phone_has_its_own_bucket(money: Money) -> None:
     admin.add_tasker_gateway(money.svc, "shop-1")
     outcomes = []

@@ -11,14 +11,13 @@ import json
 import logging
 import re
 import uuid
-from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from flask import Flask, Response, request
 
+from app.request_id import REQUEST_ID
 from sms.numbers import mask_numbers_in
 
-REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="")
 REQUEST_ID_HEADER = "X-Request-Id"
 VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # anything else is replaced, not logged
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from app.bootstrap import Services
-from app.logs import REQUEST_ID
+from app.request_id import REQUEST_ID
 from app.services import workers
 from storage.errors import StoreUnavailable
 from storage.models import Job, WorkerBeat

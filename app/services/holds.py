@@ -10,6 +10,7 @@ Staff may also set the usual area the geofence measures from (`set_usual_area`).
 from __future__ import annotations
 
 from app.bootstrap import Services
+from app.request_id import traced
 from app.services import ledger
 from app.services.common import Outcome
 from app.services.errors import InvalidInput, UnknownUser
@@ -40,7 +41,7 @@ def hold_flagged(
     hold(uow, txn, reason, now)
     ref = txn.reference
     expires = now + svc.settings.risk_flag_expiry_seconds
-    uow.enqueue_job(EXPIRY_JOB, f"{EXPIRY_JOB}:{ref}", {"reference": ref}, expires, now)
+    uow.enqueue_job(EXPIRY_JOB, f"{EXPIRY_JOB}:{ref}", traced({"reference": ref}), expires, now)
     audit(uow, now, RISK_ACTOR, "payment.flag", ref, reason, TransactionState.FLAGGED.value)
     balance = uow.balance(user_account(txn.payer_id or ""))
     text = replies.payment_held(txn.amount, mask_party(txn.payee or ""), ref, balance)

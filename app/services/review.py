@@ -10,6 +10,7 @@ to FAILED, so an action taken twice, or by two admins at once, happens once.
 from __future__ import annotations
 
 from app.bootstrap import Services
+from app.request_id import traced
 from app.services import ledger, payments
 from app.services.common import new_reference
 from app.services.errors import InvalidInput, ServiceError, UnknownUser
@@ -95,7 +96,9 @@ def approve(svc: Services, staff: StaffMember, reference: str, reason: str) -> T
         if txn.kind is TransactionKind.PAYOUT:
             ledger.release(uow, txn, now)  # held -> payouts in flight
             ledger.move(uow, ref, TransactionState.PENDING, note + "; payout queued", now)
-            uow.enqueue_job("payout.create", f"payout.create:{ref}", {"reference": ref}, now, now)
+            uow.enqueue_job(
+                "payout.create", f"payout.create:{ref}", traced({"reference": ref}), now, now
+            )
         elif txn.kind is TransactionKind.TRANSFER and txn.payee_id is not None:
             payee_account = user_account(txn.payee_id)
             ledger.release(uow, txn, now)  # held -> payee

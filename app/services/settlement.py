@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 
 from app.bootstrap import Services
+from app.request_id import traced
 from app.services import ledger
 from app.services.common import Outcome, new_reference
 from app.worker import Retry
@@ -71,7 +72,11 @@ def start_payout(
     ledger.payout_in_flight(uow, txn, now)
     ledger.move(uow, txn, TransactionState.PENDING, "debited; payout queued", now)
     uow.enqueue_job(
-        "payout.create", f"payout.create:{txn.reference}", {"reference": txn.reference}, now, now
+        "payout.create",
+        f"payout.create:{txn.reference}",
+        traced({"reference": txn.reference}),
+        now,
+        now,
     )
     balance = uow.balance(payer.account)
     text = replies.payout_started(txn.amount, mask_party(txn.payee or ""), txn.reference, balance)
@@ -152,7 +157,7 @@ def run_payout_poll(svc: Services, job: Job) -> Retry | None:
 
 
 def _queue_poll(uow: UnitOfWork, ref: str, check: int, since: float, at: float, now: float) -> None:
-    payload = {"reference": ref, "check": check, "since": since}
+    payload = traced({"reference": ref, "check": check, "since": since})
     uow.enqueue_job("payout.poll", f"payout.poll:{ref}:{check}", payload, at, now)
 
 
@@ -254,7 +259,7 @@ def request_top_up(
         ),
         "payment link requested",
     )
-    uow.enqueue_job("topup.link", f"topup.link:{ref}", {"reference": ref}, now, now)
+    uow.enqueue_job("topup.link", f"topup.link:{ref}", traced({"reference": ref}), now, now)
     return Outcome("top_up_requested", replies.top_up_requested(amount, ref), ref)
 
 

@@ -10,6 +10,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from app.logs import JsonFormatter
+from tests.conftest import World
+from tests.functional.test_inbound import ASHA
+from tests.support import FakeClock, tasker_body, tasker_headers
 
 
 class Lines(logging.Handler):
@@ -63,3 +66,22 @@ def test_log_lines_outside_a_request_carry_no_request_id(client: FlaskClient, li
         "logger": "app.test",
     }
     assert "request_id" not in lines.lines[-1]
+
+
+def test_the_jobs_a_request_queues_carry_its_id_and_so_do_the_jobs_they_queue(
+    client: FlaskClient, world: World, clock: FakeClock
+) -> None:
+    from app.jobs import HANDLERS
+    from app.worker import Worker
+
+    asha = world.user(ASHA, "1234", rupees=1000, name="Asha")
+    raw = tasker_body(ASHA, asha.pay("ravi.k@okaxis", 10_000, at=clock.now()))
+    headers = tasker_headers(world.gateway_id, world.gateway_secret, raw, int(clock.now()))
+    r = client.post("/sms/tasker", data=raw, headers={**headers, "X-Request-Id": "req-payout-1"})
+    assert r.status_code == 200 and "Sending Rs 100.00" in r.get_json()["reply"]
+    svc = world.svc
+    (create,) = [j for j in svc.store.read(lambda uow: uow.jobs()) if j.kind == "payout.create"]
+    assert create.payload["request_id"] == "req-payout-1"
+    Worker(svc, {"payout.create": HANDLERS["payout.create"]}).run_once()
+    polls = [j for j in svc.store.read(lambda uow: uow.jobs()) if j.kind == "payout.poll"]
+    assert polls and {j.payload["request_id"] for j in polls} == {"req-payout-1"}

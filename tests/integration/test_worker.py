@@ -359,7 +359,7 @@ def test_a_job_that_kills_its_worker_every_time_is_buried(svc: Services, clock: 
 
 
 def test_a_jobs_log_lines_carry_the_request_id_that_queued_it(svc: Services) -> None:
-    from app.logs import REQUEST_ID
+    from app.request_id import REQUEST_ID
 
     svc.store.atomic(lambda uow: uow.enqueue_job("test", "traced", {"request_id": "req-7"}, 0, 0))
     enqueue(svc, "untraced")

@@ -4,6 +4,7 @@ and every install of the project goes through them with --require-hashes."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,19 @@ def test_the_service_and_its_tests_install_only_from_the_locks() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "pip install --require-hashes -r /tmp/requirements.lock" in dockerfile
     assert "COPY requirements.lock " in dockerfile
+
+
+def test_make_run_installs_the_service_alone_and_make_test_adds_the_tools(tmp_path: Path) -> None:
+    """`make run` on a fresh machine installs the runtime lock only (not the 400 MB of test
+    tools); `make test` adds the dev lock. Read from make's own dry run."""
+
+    def dry_run(target: str) -> str:
+        result = subprocess.run(
+            ["make", "-n", target, f"VENV={tmp_path / 'venv'}"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        return result.stdout
+
+    run = dry_run("run")
+    assert "-r requirements.lock" in run and "requirements-dev.lock" not in run
+    assert "-r requirements-dev.lock" in dry_run("test")

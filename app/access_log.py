@@ -12,11 +12,20 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
+from app.logs import JsonFormatter
 from sms.numbers import mask_numbers_in
 
 
 class MaskingLogger(Logger):  # type: ignore[misc]  # gunicorn ships no type hints
-    """gunicorn's logger whose access lines never carry a full phone number."""
+    """gunicorn's logger whose access lines never carry a full phone number, and whose own
+    lines (start, stop, worker timeouts) are JSON like the service's when the format is json."""
+
+    def setup(self, cfg: Any) -> None:
+        """gunicorn's handlers, with the service's JSON formatter on its error log."""
+        super().setup(cfg)
+        if os.environ.get("SMSPAY_LOG_FORMAT", "json") != "text":
+            for handler in self.error_log.handlers:
+                handler.setFormatter(JsonFormatter())
 
     def atoms(
         self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta

@@ -79,3 +79,9 @@ def test_the_json_access_line_has_the_request_id_and_no_full_number() -> None:
              "B": 10, "M": 3, "a": "curl", "{x-request-id}o": "abc"}  # fmt: skip
     line = json.loads(access_line(atoms))
     assert line["status"] == 200 and line["request_id"] == "abc" and line["ms"] == 3
+
+
+def test_gunicorns_own_lines_are_json_too() -> None:
+    logger = MaskingLogger(Config())
+    assert logger.error_log.handlers
+    assert all(isinstance(h.formatter, JsonFormatter) for h in logger.error_log.handlers)

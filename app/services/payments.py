@@ -80,10 +80,10 @@ def pay(
     if mistake is not None:
         return refuse(*mistake)
     assert judgement is not None
+    # the `balance` rule (always on) refused an overdraft with the balance read in `past_of`;
+    # the ledger's conditional debit stays the last guard
     if (refusal := judgement.refusal) is not None:
         return refuse(refusal.code, refusal.reply)
-    if uow.balance(payer.account) < instr.amount:
-        return refuse("insufficient_funds", replies.INSUFFICIENT_FUNDS)
     if judgement.flags:
         why = "; ".join(d.reason for d in judgement.flags)
         return holds.hold_flagged(svc, uow, txn, judgement.code(), why, now)

@@ -114,7 +114,8 @@ def test_unsigned_or_badly_signed_requests_get_bare_403_and_store_nothing(
     if route == "twilio":
         form = twilio_form(ASHA, body)
         good = twilio_signature(form)
-        attempts: list[dict[str, str]] = [{}, {"X-Twilio-Signature": "x" + good[1:]}]
+        flipped = ("y" if good[0] == "x" else "x") + good[1:]  # always differs from the real one
+        attempts: list[dict[str, str]] = [{}, {"X-Twilio-Signature": flipped}]
         wrong_url = twilio_signature(form, "https://evil.example.com/sms/twilio")
         attempts.append({"X-Twilio-Signature": wrong_url})
         tampered = dict(form, Body=body + "A")

@@ -1,0 +1,105 @@
+"""Group commit: the units of work that arrive together in one process share one transaction.
+
+With `synchronous = FULL` every COMMIT waits for an fsync of the WAL, and SQLite lets one
+writer in at a time, so committing each payment on its own caps a process at one payment per
+fsync-and-lock round. Here the threads of a process that call `atomic` at about the same time
+queue their units; one of them, the leader, takes the queue (up to MAX_BATCH units), opens one
+write transaction, runs each unit inside its own SAVEPOINT and commits once. Every caller is
+answered only after the COMMIT that covers its unit returned, so nothing is acknowledged before
+it is on disk, and a process that dies mid-batch loses only units nobody was answered for.
+
+A unit that raises is rolled back to its savepoint; its neighbours are kept and committed.
+When the transaction itself fails (BEGIN, COMMIT, or an error after which SQLite rolled the
+whole transaction back), every unit of the batch fails with the same error: none was answered.
+A batch of one runs without a savepoint, exactly as a lone transaction would.
+
+There is no waiting for company: the leader takes what is queued when it starts, so a unit that
+arrives alone is committed at once, and batches grow only while the previous commit is under way.
+The leader runs the other threads' units in their own `contextvars` context (request ids).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+MAX_BATCH = 64  # units per transaction: bounds how long one batch holds the write lock
+
+
+@dataclass(eq=False)
+class Unit(Generic[T]):
+    """One caller's unit of work, and its outcome once its batch is done."""
+
+    fn: Callable[[Any], T]
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    done: bool = False
+    value: Any = None
+    error: BaseException | None = None
+
+    def succeed(self, value: Any) -> None:
+        self.done, self.value = True, value
+
+    def fail(self, error: BaseException) -> None:
+        self.done, self.error = True, error
+
+    def outcome(self) -> T:
+        """The unit's value, or its error raised in the caller's thread."""
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[no-any-return]
+
+
+class GroupCommit:
+    """Queues units from many threads and lets one leader at a time commit them in batches.
+
+    `run_batch(units)` (given by the store) must settle every unit it is given: `succeed` or
+    `fail` each, and return only after the batch's COMMIT or ROLLBACK.
+    """
+
+    def __init__(self, run_batch: Callable[[list[Unit[Any]]], None]) -> None:
+        self._run_batch = run_batch
+        self._cond = threading.Condition()
+        self._queue: list[Unit[Any]] = []
+        self._leading = False
+        self._inside = threading.local()  # set while this thread runs a batch
+
+    def submit(self, fn: Callable[[Any], T]) -> T:
+        """Run `fn(uow)` in a write transaction shared with the units queued with it."""
+        if getattr(self._inside, "running", False):
+            raise RuntimeError("units of work do not nest; pass the caller's uow instead")
+        unit: Unit[T] = Unit(fn)
+        with self._cond:
+            self._queue.append(unit)
+            while self._leading and not unit.done:
+                self._cond.wait()
+            if unit.done:  # a leader committed it for us
+                return unit.outcome()
+            self._leading = True
+        try:
+            while not unit.done:
+                with self._cond:
+                    batch = self._queue[:MAX_BATCH]
+                    del self._queue[:MAX_BATCH]
+                self._lead(batch)
+                with self._cond:
+                    self._cond.notify_all()  # wake the callers answered by this batch
+        finally:
+            with self._cond:
+                self._leading = False
+                self._cond.notify_all()  # a queued caller becomes the next leader
+        return unit.outcome()
+
+    def _lead(self, batch: list[Unit[Any]]) -> None:
+        self._inside.running = True
+        try:
+            self._run_batch(batch)
+        except BaseException as exc:  # run_batch failed to settle them: none was committed
+            for unit in batch:
+                if not unit.done:
+                    unit.fail(exc)
+        finally:
+            self._inside.running = False

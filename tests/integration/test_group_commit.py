@@ -1,0 +1,269 @@
+"""Group commit on the SQLite store (storage/sqlite/group_commit.py): the units of work threads
+submit together share one transaction and one fsync, each caller is answered only after the
+COMMIT that covers it, a failing unit is undone alone, a failed COMMIT fails the whole batch,
+and a process killed in the middle of batches loses nothing it acknowledged."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storage.errors import StoreUnavailable
+from storage.sqlite.group_commit import Unit
+from storage.sqlite.store import SqliteStore
+from storage.sqlite.unit_of_work import SqliteUnitOfWork
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "store.sqlite3")
+    s.init()
+    yield s
+    s.close()
+
+
+def batches_of(store: SqliteStore) -> list[int]:
+    """Record the size of every batch the store commits (the store's own code still runs)."""
+    sizes: list[int] = []
+    real = store._run_batch
+
+    def spy(units: list[Unit[Any]]) -> None:
+        sizes.append(len(units))
+        real(units)
+
+    store._run_batch = spy  # type: ignore[method-assign]
+    return sizes
+
+
+def queued_behind_a_held_batch(
+    store: SqliteStore, units: list[Callable[[SqliteUnitOfWork], Any]]
+) -> list[Any]:
+    """Submit `units` from threads while a first unit holds the writer, so they queue and are
+    committed as one batch; each thread's outcome (a value or the exception it raised)."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold(uow: SqliteUnitOfWork) -> None:
+        held.set()
+        assert release.wait(10)
+
+    outcomes: list[Any] = [None] * len(units)
+
+    def call(i: int) -> None:
+        try:
+            outcomes[i] = store.atomic(units[i])
+        except Exception as exc:
+            outcomes[i] = exc
+
+    first = threading.Thread(target=store.atomic, args=(hold,))
+    first.start()
+    assert held.wait(10)
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(units))]
+    for t in threads:
+        t.start()
+    while len(store._group._queue) < len(units):  # type: ignore[union-attr]
+        threading.Event().wait(0.005)
+    release.set()
+    for t in [first, *threads]:
+        t.join(10)
+    return outcomes
+
+
+def meta(store: SqliteStore, key: str) -> bytes | None:
+    return store.read(lambda uow: uow.get_meta(key))
+
+
+def put(key: str) -> Callable[[SqliteUnitOfWork], str]:
+    def unit(uow: SqliteUnitOfWork) -> str:
+        uow.set_meta(key, b"1")
+        return key
+
+    return unit
+
+
+def test_units_submitted_together_share_one_commit(store: SqliteStore) -> None:
+    sizes = batches_of(store)
+    outcomes = queued_behind_a_held_batch(store, [put(f"k{i}") for i in range(10)])
+    assert outcomes == [f"k{i}" for i in range(10)]
+    assert sizes == [1, 10]  # the holding unit alone, then the ten queued behind it together
+    assert all(meta(store, f"k{i}") == b"1" for i in range(10))
+
+
+def test_a_failing_unit_in_a_batch_does_not_undo_its_neighbours(store: SqliteStore) -> None:
+    def fails(uow: SqliteUnitOfWork) -> None:
+        uow.set_meta("bad", b"1")
+        raise ValueError("refused")
+
+    sizes = batches_of(store)
+    outcomes = queued_behind_a_held_batch(store, [put("before"), fails, put("after")])
+    assert sizes == [1, 3]
+    assert outcomes[0] == "before" and outcomes[2] == "after"
+    assert isinstance(outcomes[1], ValueError)
+    assert meta(store, "before") == b"1" and meta(store, "after") == b"1"
+    assert meta(store, "bad") is None  # undone alone
+
+
+def test_a_unit_that_submits_another_is_refused_not_deadlocked(store: SqliteStore) -> None:
+    with pytest.raises(RuntimeError, match="do not nest"):
+        store.atomic(lambda uow: store.atomic(put("inner")))
+    assert meta(store, "inner") is None
+
+
+class FailingCommit:
+    """A connection whose next COMMIT fails as a full disk does (SQLite rolls back)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql == "COMMIT":
+            self._conn.execute("ROLLBACK")
+            exc = sqlite3.OperationalError("database or disk is full")
+            exc.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
+            raise exc
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def test_a_failed_commit_fails_every_unit_of_the_batch(store: SqliteStore) -> None:
+    """Nobody is told a unit was done when the COMMIT that would have covered it failed."""
+    held, release = threading.Event(), threading.Event()
+    outcomes: dict[str, Any] = {}
+
+    def leader() -> None:  # leads the second batch on a connection whose COMMIT fails
+        def hold(uow: SqliteUnitOfWork) -> None:
+            held.set()
+            assert release.wait(10)
+
+        store.atomic(hold)
+        store._local.conn = FailingCommit(store._connect())
+        try:
+            outcomes["leader"] = store.atomic(put("leader"))
+        except Exception as exc:
+            outcomes["leader"] = exc
+
+    def follower(key: str) -> None:
+        try:
+            outcomes[key] = store.atomic(put(key))
+        except Exception as exc:
+            outcomes[key] = exc
+
+    lead = threading.Thread(target=leader)
+    lead.start()
+    assert held.wait(10)
+    # the leader finishes its first batch, then submits again; the followers queue meanwhile
+    followers = [threading.Thread(target=follower, args=(k,)) for k in ("a", "b")]
+    for t in followers:
+        t.start()
+    while len(store._group._queue) < 2:  # type: ignore[union-attr]
+        threading.Event().wait(0.005)
+    release.set()
+    for t in [lead, *followers]:
+        t.join(10)
+    committed = [k for k, v in outcomes.items() if not isinstance(v, Exception)]
+    failed = [k for k, v in outcomes.items() if isinstance(v, StoreUnavailable)]
+    assert set(committed) | set(failed) == {"leader", "a", "b"}
+    for key in failed:  # every unit of the failed batch: refused, and not on disk
+        assert meta(store, key) is None
+    for key in committed:
+        assert meta(store, key) == b"1"
+    assert "leader" in failed
+
+
+CRASHING_WRITER = textwrap.dedent(
+    """
+    import sys, threading
+    from storage.sqlite.store import SqliteStore
+
+    store = SqliteStore(sys.argv[1])
+    store.init()
+    lock = threading.Lock()
+
+    def writer(t):
+        i = 0
+        while True:
+            key = f"{t}-{i}"
+            def unit(uow, key=key):
+                uow.set_meta("a:" + key, b"1")
+                uow.set_meta("b:" + key, b"1")
+            store.atomic(unit)
+            with lock:  # acknowledged only after the COMMIT covering it returned
+                sys.stdout.write(key + "\\n")
+                sys.stdout.flush()
+            i += 1
+
+    for t in range(8):
+        threading.Thread(target=writer, args=(t,), daemon=True).start()
+    threading.Event().wait()
+    """
+)
+
+
+def test_a_process_killed_mid_batch_loses_nothing_it_acknowledged(tmp_path: Path) -> None:
+    path = tmp_path / "crash.sqlite3"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_WRITER, str(path)],
+        cwd=ROOT, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    acked = []
+    try:
+        while len(acked) < 400:
+            line = proc.stdout.readline()
+            assert line, "the writer stopped before it was killed"
+            acked.append(line.decode().strip())
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    acked += [x.decode().strip() for x in proc.stdout.read().splitlines()]
+    proc.stdout.close()
+    conn = sqlite3.connect(path)
+    keys = {row[0] for row in conn.execute("SELECT key FROM meta")}
+    conn.close()
+    written = {k[2:] for k in keys if k[:2] in ("a:", "b:")}
+    assert all(f"a:{k}" in keys and f"b:{k}" in keys for k in written)  # whole units only
+    assert set(acked) <= written  # nothing acknowledged was lost
+    assert len(written) >= len(acked)
+
+
+INCREMENTS = textwrap.dedent(
+    """
+    import sys, threading
+    from storage.sqlite.store import SqliteStore
+
+    store = SqliteStore(sys.argv[1])
+
+    def bump(uow):
+        n = int(uow.get_meta("n") or b"0")
+        uow.set_meta("n", str(n + 1).encode())
+
+    threads = [threading.Thread(target=lambda: [store.atomic(bump) for _ in range(50)])
+               for _ in range(4)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    """
+)
+
+
+def test_two_processes_batching_at_once_lose_no_update(store: SqliteStore) -> None:
+    """Read-modify-write units from two processes of four threads each: every one counted."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", INCREMENTS, str(store.path)], cwd=ROOT, env=env)
+        for _ in range(2)
+    ]
+    assert [p.wait(120) for p in procs] == [0, 0]
+    assert meta(store, "n") == b"400"

@@ -1,9 +1,12 @@
 """The running-totals rule every backend applies to a payer's spending row (contract/spending.py).
 
 A row is (day_start, day_amount, month_start, month_amount): the payer's committed paise created
-at or after each start. Asked about later periods, a total restarts at 0 (no payment of the new
-period can be missing from it: each was counted as it was made). Asked about an earlier period
-than the row holds, or with no row, the store sums the payments (`debited_since`) instead.
+at or after each start, kept equal to that sum by every payment counted or taken out. Asked about
+another period than the row holds (the next day, the next month; or an earlier one, from a clock
+behind the one that wrote the row), or with no row, the store sums the payments of that period
+(`debited_since`) and keeps the result. At a period's start that sum reads the few payments made
+since, once per payer and period. Restarting at 0 instead would be wrong whenever payments of the
+new period already exist (a row written for an earlier period by a clock behind), and no cheaper.
 """
 
 from __future__ import annotations
@@ -21,9 +24,7 @@ def brought_to(
     """The row for the periods starting at `day_start` and `month_start`."""
 
     def period(start: float | None, amount: int, asked: float) -> int:
-        if start is None or start > asked:
-            return summed(asked)
-        return amount if start == asked else 0
+        return amount if start == asked else summed(asked)
 
     day = period(row[0] if row else None, row[1] if row else 0, day_start)
     month = period(row[2] if row else None, row[3] if row else 0, month_start)

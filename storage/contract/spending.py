@@ -22,8 +22,8 @@ class Spending(Protocol):
     def spent(self, payer_id: str, day_start: float, month_start: float) -> tuple[int, int]:
         """The payer's committed paise created since `day_start` and since `month_start`.
 
-        Equals `debited_since` for both. A period that started after the row's is counted from 0;
-        a missing row, or one whose period starts later than asked, is summed from the payments.
+        Equals `debited_since` for both. A missing row, or a row of another day or month, is
+        summed from the payments of the period asked (at a period's start: the few made since).
         """
         ...
 

@@ -144,7 +144,10 @@ def preload_history(
     svc: Services, pop: Population, payer: int, total: int, today: int, unit: int = 5000
 ) -> float:
     """Write `total` earlier payments of one payer (`today` of them since local midnight), with
-    their counters consumed, in units of `unit` payments; returns the seconds it took."""
+    their counters consumed, in units of `unit` payments; returns the seconds it took.
+
+    Written as a store from before the running spending totals holds them (the payer has made no
+    payment yet, so has no totals row): the first PAY makes the row from these payments once."""
     started = time.perf_counter()
     user, phone = pop.users[payer], pop.phones[payer]
     payees = [u for i, u in enumerate(pop.users) if i != payer]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from crypto.replay import ReplayWindow
 
@@ -125,6 +125,21 @@ class Transaction:
     lat: float | None = None  # where the payer said they were, if the instruction carried it
     lon: float | None = None
     risk: str = ""  # what the risk rules decided and why (app/services/risk.py), one line
+
+
+class RecentPayment(NamedTuple):
+    """What the risk rules read of one of a payer's recent payments: a plain tuple, light to build.
+
+    `state` is the state's text ("FAILED", ...), which compares equal to TransactionState's members.
+    """
+
+    reference: str
+    payee: str | None
+    amount: int
+    created_at: float
+    state: str
+    lat: float | None
+    lon: float | None
 
 
 @dataclass(frozen=True)
@@ -375,8 +390,9 @@ RECORDS: dict[str, type[Record]] = {
     "audit_log": AuditEntry,
 }
 # Tables that need not travel: rate-limit buckets refill by themselves on the target.
-# Worker heartbeats describe the processes of one installation, not its data.
-NOT_EXPORTED = frozenset({"rate_buckets", "rate_windows", "workers"})
+# Worker heartbeats describe the processes of one installation, not its data. Running spending
+# totals are made again from the transactions on the target (storage/contract/spending.py).
+NOT_EXPORTED = frozenset({"rate_buckets", "rate_windows", "workers", "spending"})
 KINDS = tuple(RECORDS)  # the order of the file, and of the import (records before referrers)
 # the kinds kept by the staff part of each backend
 STAFF_KINDS = ("staff", "api_tokens", "audit_log")

@@ -22,16 +22,22 @@ Where the money of a payment waits between steps:
 service layer changes a transaction's state: it refuses anything the table does not allow with
 `TransitionRefused`. The use cases still check the state they act on first and answer in their
 own words ("stale", WrongState); the table is the guard behind them.
+
+A payer's running totals of committed paise (storage/contract/spending.py, read by the daily and
+monthly caps) change in the same unit of work as the payments they count: `open_payment` is the
+one way a payer's payment is created, and `move` takes a payment out of them when it leaves the
+committed states.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Protocol
 
 from app.services.common import ensure_account
 from app.services.errors import ServiceError
-from storage.contract import Ledger, Transactions
+from storage.contract import Ledger, Spending, Transactions
 from storage.errors import NotFound
 from storage.models import (
     CASH_IN_ACCOUNT,
@@ -73,6 +79,16 @@ TRANSITIONS: Mapping[TransactionState, frozenset[TransactionState]] = MappingPro
     }
 )
 
+# The states in which a payment's money counts against its payer's caps: all but FAILED.
+COMMITTED: frozenset[TransactionState] = frozenset(
+    {_S.PENDING, _S.PROCESSING, _S.SUCCESS, _S.FLAGGED}
+)
+
+
+class Moves(Transactions, Spending, Protocol):
+    """The parts of the unit of work that creating and moving payments write."""
+
+
 # System accounts, and whether each may go below zero: money enters through cash in and gateway
 # in (negative by what came in) and leaves through payouts settled.
 SYSTEM_ACCOUNTS: Mapping[str, bool] = MappingProxyType(
@@ -95,13 +111,22 @@ def allowed(current: TransactionState, to: TransactionState) -> bool:
     return to in TRANSITIONS[current]
 
 
-def move(
-    uow: Transactions, txn: Transaction | str, to: TransactionState, reason: str, now: float
+def open_payment(
+    uow: Moves, txn: Transaction, reason: str, day_start: float, month_start: float
 ) -> None:
+    """Insert a payer's new payment (created now) and count it in the payer's running totals of
+    the local day and month starting at `day_start` and `month_start`."""
+    if txn.payer_id is not None and txn.state in COMMITTED:
+        uow.add_spent(txn.payer_id, txn.amount, day_start, month_start)  # before: see the contract
+    uow.insert_transaction(txn, reason)
+
+
+def move(uow: Moves, txn: Transaction | str, to: TransactionState, reason: str, now: float) -> None:
     """Move a transaction (or the one with this reference) to `to`, recording `reason`.
 
     Judges the state the unit of work holds now, not the state of a `Transaction` read earlier;
     TransitionRefused if the table does not allow the step, NotFound for an unknown reference.
+    A payment leaving the committed states no longer counts in its payer's running totals.
     """
     reference = txn if isinstance(txn, str) else txn.reference
     current = uow.get_transaction(reference)
@@ -112,6 +137,8 @@ def move(
             f"{reference} is {current.state.value}; it may not move to {to.value}"
         )
     uow.set_state(reference, to, reason, now)
+    if current.payer_id is not None and current.state in COMMITTED and to not in COMMITTED:
+        uow.remove_spent(current.payer_id, current.amount, current.created_at)
 
 
 def ensure_system_account(uow: Ledger, account: str) -> None:

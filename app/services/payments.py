@@ -45,10 +45,9 @@ def pay(
     elif payee_user is not None and payee_user.id == payer.id:
         mistake = ("self_payment", replies.SELF_PAYMENT)
     judgement = None
+    day_start, month_start = start_of_day(now, svc.tz), start_of_month(now, svc.tz)
     if mistake is None:
-        past = risk.past_of(
-            uow, payer, instr.payee, now, start_of_day(now, svc.tz), start_of_month(now, svc.tz)
-        )
+        past = risk.past_of(uow, payer, instr.payee, now, day_start, month_start)
         judgement = risk.judge(
             risk.Attempt(instr.payee, instr.amount, now, lat, lon), past, settings
         )
@@ -69,7 +68,7 @@ def pay(
         lon=lon,
         risk=judgement.summary() if judgement else "",
     )
-    uow.insert_transaction(txn, "instruction accepted")
+    ledger.open_payment(uow, txn, "instruction accepted", day_start, month_start)
 
     def refuse(code: str, reason: str) -> Outcome:
         ledger.move(uow, ref, TransactionState.FAILED, code, now)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from app.bootstrap import Services
 from app.request_id import traced
 from app.services import ledger, payments
-from app.services.common import new_reference
+from app.services.common import new_reference, start_of_day, start_of_month
 from app.services.errors import InvalidInput, ServiceError, UnknownUser
 from app.services.holds import hold
 from app.services.staff import audit, check_reason, require_admin
@@ -52,7 +52,8 @@ def hold_payment(
             payer_id=payer.id, payer_phone=payer.phone, payee_id=payee.id, payee=payee.phone,
             channel="risk",
         )  # fmt: skip
-        uow.insert_transaction(txn, "instruction accepted")
+        day_start, month_start = start_of_day(now, svc.tz), start_of_month(now, svc.tz)
+        ledger.open_payment(uow, txn, "instruction accepted", day_start, month_start)
         hold(uow, txn, reason, now)
         held = uow.get_transaction(txn.reference)
         assert held is not None

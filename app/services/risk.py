@@ -22,28 +22,21 @@ from enum import StrEnum
 from typing import Protocol
 
 from app.config import Settings
+from app.services.ledger import COMMITTED
 from sms import replies
-from storage.contract import Ledger, Transactions
-from storage.models import Transaction, TransactionState, User, user_account
+from storage.contract import Ledger, Spending, Transactions
+from storage.models import RecentPayment, TransactionState, User, user_account
 
 
-class Reads(Ledger, Transactions, Protocol):
-    """The parts of the unit of work the rules read."""
+class Reads(Ledger, Transactions, Spending, Protocol):
+    """The parts of the unit of work the rules read (the running totals are brought up to date)."""
 
 
 DAY = 86_400.0
 LOOKBACK = 30 * DAY  # what the median and the usual area are learned from
-HISTORY_LIMIT = 500  # newest payments read per decision
+HISTORY_LIMIT = 100  # newest payments read per decision: enough for a median and an area
 NEW_PAYEE_SECONDS = DAY  # a payee first paid this recently is "new"
 EARTH_KM = 6371.0088  # mean Earth radius (IUGG)
-COMMITTED = frozenset(
-    {
-        TransactionState.PENDING,
-        TransactionState.PROCESSING,
-        TransactionState.SUCCESS,
-        TransactionState.FLAGGED,
-    }
-)
 
 
 class Verdict(StrEnum):
@@ -85,9 +78,10 @@ class Attempt:
 class Past:
     """What the store knows about the payer, read once per payment."""
 
-    recent: Sequence[Transaction]  # the payer's payments of the last 30 days, newest first
-    spent_today: int  # committed since local midnight
-    spent_month: int  # committed since the first of the local month
+    recent: Sequence[RecentPayment]  # the payer's newest payments of the last 30 days (at most
+    # HISTORY_LIMIT), newest first
+    spent_today: int  # committed since local midnight (the payer's running total)
+    spent_month: int  # committed since the first of the local month (the running total)
     payee_first_paid: float | None  # when the payer first paid this payee (not failed), or None
     balance: int = 0  # the payer's wallet now
     area: tuple[float, float] | None = None  # the usual area staff set, which wins over learning
@@ -96,16 +90,18 @@ class Past:
 def past_of(
     uow: Reads, payer: User, payee: str, now: float, day_start: float, month_start: float
 ) -> Past:
-    """Read the payer's history for `judge` (inside the payment's unit of work)."""
+    """Read the payer's history for `judge` (inside the payment's unit of work): a bounded
+    number of reads, each by an index, whatever the length of the payer's history."""
     payer_id = payer.id
     area = None if payer.area_lat is None or payer.area_lon is None else (
         payer.area_lat, payer.area_lon)  # fmt: skip
+    spent_today, spent_month = uow.spent(payer_id, day_start, month_start)
     return Past(
         area=area,
         balance=uow.balance(user_account(payer_id)),
-        recent=uow.payments_by(payer_id, now - LOOKBACK, HISTORY_LIMIT),
-        spent_today=uow.debited_since(payer_id, day_start),
-        spent_month=uow.debited_since(payer_id, month_start),
+        recent=uow.recent_payments(payer_id, now - LOOKBACK, HISTORY_LIMIT),
+        spent_today=spent_today,
+        spent_month=spent_month,
         payee_first_paid=uow.first_payment_to(payer_id, payee),
     )
 
@@ -118,11 +114,11 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
-def _live(past: Past) -> list[Transaction]:
+def _live(past: Past) -> list[RecentPayment]:
     return [t for t in past.recent if t.state in COMMITTED]
 
 
-def _settled_located(past: Past) -> list[Transaction]:
+def _settled_located(past: Past) -> list[RecentPayment]:
     """Located payments that taught the usual area: not refused, not held."""
     return [
         t

@@ -22,6 +22,7 @@ from storage.contract.jobs import Jobs, ProviderEvents
 from storage.contract.ledger import Ledger
 from storage.contract.outbox import SmsOutbox
 from storage.contract.rate_limits import RateLimits
+from storage.contract.spending import Spending
 from storage.contract.staff import Audit, Staff
 from storage.contract.transactions import Transactions
 from storage.contract.transfer import Meta, Transfer
@@ -38,6 +39,7 @@ __all__ = [
     "ProviderEvents",
     "RateLimits",
     "SmsOutbox",
+    "Spending",
     "Staff",
     "Store",
     "TaskerGateways",
@@ -58,6 +60,7 @@ class UnitOfWork(
     Ledger,
     Inbound,
     Transactions,
+    Spending,
     SmsOutbox,
     Jobs,
     ProviderEvents,

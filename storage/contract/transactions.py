@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from storage.models import Transaction, TransactionEvent, TransactionGroup, TransactionState
+from storage.models import (
+    RecentPayment,
+    Transaction,
+    TransactionEvent,
+    TransactionGroup,
+    TransactionState,
+)
 
 
 class Transactions(Protocol):
@@ -30,11 +36,15 @@ class Transactions(Protocol):
         ...
 
     def debited_since(self, user_id: str, since: float) -> int:
-        """Paise a payer committed since `since` (PENDING, PROCESSING, SUCCESS, FLAGGED)."""
+        """Paise a payer committed since `since` (PENDING, PROCESSING, SUCCESS, FLAGGED).
+
+        A sum over the payer's payments: the reference the running totals (`Spending`) equal.
+        """
         ...
 
-    def payments_by(self, payer_id: str, since: float, limit: int) -> list[Transaction]:
-        """A payer's payments created at or after `since`, in every state, newest first."""
+    def recent_payments(self, payer_id: str, since: float, limit: int) -> list[RecentPayment]:
+        """At most `limit` of a payer's payments created at or after `since`, in every state,
+        newest first (then by reference): only what the risk rules read."""
         ...
 
     def first_payment_to(self, payer_id: str, payee: str) -> float | None:

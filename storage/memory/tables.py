@@ -55,6 +55,7 @@ class Tables:
     api_tokens: dict[str, ApiToken] = field(default_factory=dict)
     audit_log: dict[str, AuditEntry] = field(default_factory=dict)
     workers: dict[str, WorkerBeat] = field(default_factory=dict)
+    spending: dict[str, tuple[float, int, float, int]] = field(default_factory=dict)  # per payer
     last_ids: dict[str, int] = field(default_factory=dict)  # generated integer ids, per table
 
     def copy(self) -> Tables:

@@ -6,8 +6,14 @@ from collections import defaultdict
 from dataclasses import replace
 
 from storage.errors import DuplicateKey, NotFound
-from storage.memory.tables import Part
-from storage.models import Transaction, TransactionEvent, TransactionGroup, TransactionState
+from storage.memory.tables import Part, Tables
+from storage.models import (
+    RecentPayment,
+    Transaction,
+    TransactionEvent,
+    TransactionGroup,
+    TransactionState,
+)
 
 LIVE_STATES = (
     TransactionState.PENDING,
@@ -16,6 +22,15 @@ LIVE_STATES = (
     TransactionState.FLAGGED,
 )
 FINAL_STATES = (TransactionState.SUCCESS, TransactionState.FAILED)
+
+
+def committed_since(t: Tables, payer_id: str, since: float) -> int:
+    """Paise a payer committed since `since`: the sum behind `debited_since` and the totals."""
+    return sum(
+        x.amount
+        for x in t.transactions.values()
+        if x.payer_id == payer_id and x.created_at >= since and x.state in LIVE_STATES
+    )
 
 
 class TransactionsPart(Part):
@@ -45,21 +60,19 @@ class TransactionsPart(Part):
         return list(self._t.events.get(reference, ()))
 
     def debited_since(self, user_id: str, since: float) -> int:
-        return sum(
-            t.amount
-            for t in self._t.transactions.values()
-            if t.payer_id == user_id and t.created_at >= since and t.state in LIVE_STATES
-        )
+        return committed_since(self._t, user_id, since)
 
-    def payments_by(self, payer_id: str, since: float, limit: int) -> list[Transaction]:
+    def recent_payments(self, payer_id: str, since: float, limit: int) -> list[RecentPayment]:
         found = [
             t
             for t in self._t.transactions.values()
             if t.payer_id == payer_id and t.created_at >= since
         ]
-        found.sort(key=lambda t: t.reference)
-        found.sort(key=lambda t: t.created_at, reverse=True)
-        return found[:limit]
+        found.sort(key=lambda t: (-t.created_at, t.reference))
+        return [
+            RecentPayment(t.reference, t.payee, t.amount, t.created_at, t.state.value, t.lat, t.lon)
+            for t in found[:limit]
+        ]
 
     def first_payment_to(self, payer_id: str, payee: str) -> float | None:
         times = [

@@ -7,6 +7,7 @@ from storage.memory.jobs import JobsPart
 from storage.memory.ledger import LedgerPart
 from storage.memory.outbox import OutboxPart
 from storage.memory.rate_limits import RateLimitsPart
+from storage.memory.spending import SpendingPart
 from storage.memory.staff import StaffPart
 from storage.memory.transactions import TransactionsPart
 from storage.memory.transfer import TransferPart
@@ -19,6 +20,7 @@ class MemoryUnitOfWork(
     LedgerPart,
     InboundPart,
     TransactionsPart,
+    SpendingPart,
     OutboxPart,
     JobsPart,
     RateLimitsPart,

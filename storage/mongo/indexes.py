@@ -28,6 +28,15 @@ INDEXES: dict[str, list[IndexModel]] = {
     "ledger_entries": [IndexModel("reference", name="reference")],
     "transactions": [
         IndexModel([("payer_id", ASCENDING), ("created_at", DESCENDING)], name="payer_time"),
+        IndexModel(  # a payer's first payment to a payee (the risk rules, on every payment)
+            [
+                ("payer_id", ASCENDING),
+                ("payee", ASCENDING),
+                ("created_at", ASCENDING),
+                ("state", ASCENDING),
+            ],
+            name="payer_payee_time",
+        ),
         IndexModel([("payer_phone", ASCENDING), ("created_at", DESCENDING)], name="payer_phone"),
         IndexModel([("payee", ASCENDING), ("created_at", DESCENDING)], name="payee_time"),
         IndexModel([("state", ASCENDING), ("created_at", DESCENDING)], name="state_time"),
@@ -60,6 +69,7 @@ INDEXES: dict[str, list[IndexModel]] = {
 }
 # Collections without indexes of their own are created up front too: a collection created inside
 # a transaction conflicts with concurrent ones (and MongoDB before 4.4 refuses it there).
-COLLECTIONS = (*INDEXES, "accounts", "meta", "tasker_gateways", "workers")
+# `spending`: running totals per payer, _id the payer's id (storage/contract/spending.py).
+COLLECTIONS = (*INDEXES, "accounts", "meta", "tasker_gateways", "workers", "spending")
 # An index `db init` makes: the store refuses to run on a database that lacks it.
 READY_INDEX = ("users", "phone_unique")

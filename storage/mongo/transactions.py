@@ -8,6 +8,7 @@ from pymongo import ASCENDING, DESCENDING
 
 from storage.contract.transactions import Transactions
 from storage.models import (
+    RecentPayment,
     Transaction,
     TransactionEvent,
     TransactionGroup,
@@ -18,6 +19,29 @@ from storage.mongo.base import MongoBase
 
 LIVE_STATES = ["PENDING", "PROCESSING", "SUCCESS", "FLAGGED"]  # money the payer committed
 FINAL_STATES = ["SUCCESS", "FAILED"]
+
+
+RECENT_FIELDS = {"payee": 1, "amount": 1, "created_at": 1, "state": 1, "lat": 1, "lon": 1}
+
+
+def committed_since(base: MongoBase, payer_id: str, since: float) -> int:
+    """Paise a payer committed since `since`: the sum behind `debited_since` and the totals."""
+    rows = list(
+        base._db.transactions.aggregate(
+            [
+                {
+                    "$match": {
+                        "payer_id": payer_id,
+                        "created_at": {"$gte": since},
+                        "state": {"$in": LIVE_STATES},
+                    }
+                },
+                {"$group": {"_id": None, "total": {"$sum": "$amount"}}},
+            ],
+            session=base._s,
+        )
+    )
+    return int(rows[0]["total"]) if rows else 0
 
 
 class MongoTransactions(MongoBase, Transactions):
@@ -51,36 +75,32 @@ class MongoTransactions(MongoBase, Transactions):
 
     def debited_since(self, user_id: str, since: float) -> int:
         """Paise a payer committed since `since`."""
-        rows = list(
-            self._db.transactions.aggregate(
-                [
-                    {
-                        "$match": {
-                            "payer_id": user_id,
-                            "created_at": {"$gte": since},
-                            "state": {"$in": LIVE_STATES},
-                        }
-                    },
-                    {"$group": {"_id": None, "total": {"$sum": "$amount"}}},
-                ],
-                session=self._s,
-            )
-        )
-        return int(rows[0]["total"]) if rows else 0
+        return committed_since(self, user_id, since)
 
-    def payments_by(self, payer_id: str, since: float, limit: int) -> list[Transaction]:
-        """A payer's payments created at or after `since`, in every state, newest first."""
+    def recent_payments(self, payer_id: str, since: float, limit: int) -> list[RecentPayment]:
+        """A payer's newest payments since `since`, only the fields the rules read."""
         found = self._db.transactions.find(
             {"payer_id": payer_id, "created_at": {"$gte": since}},
-            {"events": 0},
+            RECENT_FIELDS,
             session=self._s,
         ).sort([("created_at", DESCENDING), ("_id", ASCENDING)])
-        return [docs.transaction(d) for d in found.limit(limit)]
+        return [
+            RecentPayment(
+                d["_id"],
+                d.get("payee"),
+                d["amount"],
+                d["created_at"],
+                d["state"],
+                d.get("lat"),
+                d.get("lon"),
+            )
+            for d in found.limit(limit)
+        ]
 
     def first_payment_to(self, payer_id: str, payee: str) -> float | None:
         """When the payer first made a payment to `payee` that did not fail, or None."""
         first = self._db.transactions.find_one(
-            {"payee": payee, "payer_id": payer_id, "state": {"$ne": "FAILED"}},
+            {"payer_id": payer_id, "payee": payee, "state": {"$ne": "FAILED"}},
             {"created_at": 1},
             sort=[("created_at", ASCENDING)],
             session=self._s,
@@ -144,7 +164,7 @@ class MongoTransactions(MongoBase, Transactions):
                 r["_id"]["why"],
                 int(r["count"]),
                 int(r["amount"]),
-            )  # fmt: skip
+            )
             for r in rows
         ]
 

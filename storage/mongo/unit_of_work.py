@@ -7,6 +7,7 @@ from storage.mongo.jobs import MongoJobs, MongoProviderEvents
 from storage.mongo.ledger import MongoLedger
 from storage.mongo.outbox import MongoSmsOutbox
 from storage.mongo.rate_limits import MongoRateLimits
+from storage.mongo.spending import MongoSpending
 from storage.mongo.staff import MongoAudit, MongoStaff
 from storage.mongo.transactions import MongoTransactions
 from storage.mongo.transfer import MongoMeta, MongoTransfer
@@ -21,6 +22,7 @@ class MongoUnitOfWork(
     MongoLedger,
     MongoInbound,
     MongoTransactions,
+    MongoSpending,
     MongoSmsOutbox,
     MongoJobs,
     MongoProviderEvents,

@@ -76,8 +76,23 @@ CREATE INDEX IF NOT EXISTS inbound_sms_time ON inbound_sms (received_at);
     )
 
 
+def spending_totals(conn: sqlite3.Connection) -> None:
+    """4: running spending totals, one row per payer (made from the transactions on first use),
+    and the index that finds a payer's first payment to a payee without reading the others."""
+    run_script(
+        conn,
+        """
+CREATE TABLE IF NOT EXISTS spending (
+    payer_id TEXT PRIMARY KEY, day_start REAL NOT NULL, day_amount INTEGER NOT NULL,
+    month_start REAL NOT NULL, month_amount INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS transactions_payer_payee
+    ON transactions (payer_id, payee, created_at, state);
+""",
+    )
+
+
 # Version n is MIGRATIONS[n - 1]; read at call time, so a test may add steps.
-MIGRATIONS: tuple[Migration, ...] = (baseline, worker_heartbeats, risk_facts)
+MIGRATIONS: tuple[Migration, ...] = (baseline, worker_heartbeats, risk_facts, spending_totals)
 
 
 def latest() -> int:

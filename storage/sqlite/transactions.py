@@ -6,7 +6,13 @@ import sqlite3
 from typing import Any
 
 from storage.contract import Transactions
-from storage.models import Transaction, TransactionEvent, TransactionGroup, TransactionState
+from storage.models import (
+    RecentPayment,
+    Transaction,
+    TransactionEvent,
+    TransactionGroup,
+    TransactionState,
+)
 from storage.sqlite.base import SqliteBase, insert, transaction_of
 
 FINAL_STATES = ("SUCCESS", "FAILED")
@@ -23,6 +29,16 @@ def insert_transaction_row(conn: sqlite3.Connection, txn: Transaction) -> None:
         txn.updated_at, txn.payer_id, txn.payer_phone, txn.payee_id, txn.payee, txn.reason,
         txn.note, txn.channel, txn.lat, txn.lon, txn.risk,
     )  # fmt: skip
+
+
+def committed_since(conn: sqlite3.Connection, payer_id: str, since: float) -> int:
+    """Paise a payer committed since `since`: the sum behind `debited_since` and the totals."""
+    row = conn.execute(
+        "SELECT COALESCE(SUM(amount), 0) FROM transactions WHERE payer_id = ?"
+        " AND created_at >= ? AND state IN ('PENDING', 'PROCESSING', 'SUCCESS', 'FLAGGED')",
+        (payer_id, since),
+    ).fetchone()
+    return int(row[0])
 
 
 def insert_event(
@@ -67,30 +83,28 @@ class SqliteTransactions(SqliteBase, Transactions):
 
     def debited_since(self, user_id: str, since: float) -> int:
         """Paise a payer committed since `since` (PENDING, PROCESSING, SUCCESS, FLAGGED)."""
-        row = self._one(
-            "SELECT COALESCE(SUM(amount), 0) FROM transactions WHERE payer_id = ?"
-            " AND created_at >= ? AND state IN ('PENDING', 'PROCESSING', 'SUCCESS', 'FLAGGED')",
-            user_id, since,
-        )  # fmt: skip
-        return int(row[0]) if row else 0
+        return committed_since(self._c, user_id, since)
 
-    def payments_by(self, payer_id: str, since: float, limit: int) -> list[Transaction]:
-        """A payer's payments created at or after `since`, in every state, newest first."""
-        rows = self._c.execute(
-            "SELECT * FROM transactions WHERE payer_id = ? AND created_at >= ?"
-            " ORDER BY created_at DESC, reference LIMIT ?",
+    def recent_payments(self, payer_id: str, since: float, limit: int) -> list[RecentPayment]:
+        """A payer's newest payments since `since`, as light tuples, newest first."""
+        cur = self._c.cursor()
+        cur.row_factory = None  # plain tuples: no sqlite3.Row, no dict, no Enum per row
+        rows = cur.execute(
+            "SELECT reference, payee, amount, created_at, state, lat, lon FROM transactions"
+            " WHERE payer_id = ? AND created_at >= ? ORDER BY created_at DESC, reference LIMIT ?",
             (payer_id, since, limit),
         )
-        return [transaction_of(r) for r in rows]
+        return list(map(RecentPayment._make, rows))
 
     def first_payment_to(self, payer_id: str, payee: str) -> float | None:
         """When the payer first made a payment to `payee` that did not fail, or None."""
+        # in the order of transactions_payer_payee: stops at the first payment that did not fail
         row = self._one(
-            "SELECT MIN(created_at) FROM transactions WHERE payee = ? AND payer_id = ?"
-            " AND state != 'FAILED'",
-            payee, payer_id,
+            "SELECT created_at FROM transactions WHERE payer_id = ? AND payee = ?"
+            " AND state != 'FAILED' ORDER BY created_at LIMIT 1",
+            payer_id, payee,
         )  # fmt: skip
-        return float(row[0]) if row and row[0] is not None else None
+        return float(row[0]) if row else None
 
     def search_transactions(
         self,

@@ -7,6 +7,7 @@ from storage.sqlite.jobs import SqliteJobs, SqliteProviderEvents
 from storage.sqlite.ledger import SqliteLedger
 from storage.sqlite.outbox import SqliteSmsOutbox
 from storage.sqlite.rate_limits import SqliteRateLimits
+from storage.sqlite.spending import SqliteSpending
 from storage.sqlite.staff import SqliteAudit, SqliteStaff
 from storage.sqlite.transactions import SqliteTransactions
 from storage.sqlite.transfer import SqliteMeta, SqliteTransfer
@@ -21,6 +22,7 @@ class SqliteUnitOfWork(
     SqliteLedger,
     SqliteInbound,
     SqliteTransactions,
+    SqliteSpending,
     SqliteSmsOutbox,
     SqliteJobs,
     SqliteProviderEvents,

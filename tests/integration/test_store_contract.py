@@ -19,6 +19,7 @@ from storage.models import (
     JobStatus,
     OutboundSms,
     Posting,
+    RecentPayment,
     TaskerGateway,
     Transaction,
     TransactionKind,
@@ -172,10 +173,14 @@ def test_a_payers_recent_payments_and_first_payment_to_a_payee(store: Store) -> 
         uow.insert_transaction(txn("R4", "u2", 800, 5.0), "c")
 
     store.atomic(unit)
-    recent = store.read(lambda uow: uow.payments_by("u1", 15.0, 10))
+    recent = store.read(lambda uow: uow.recent_payments("u1", 15.0, 10))
     assert [t.reference for t in recent] == ["R3", "R2"]  # newest first, every state
-    assert recent[1] == located  # the location and the decision come back
-    assert [t.reference for t in store.read(lambda uow: uow.payments_by("u1", 0, 1))] == ["R3"]
+    assert recent == [
+        RecentPayment("R3", "+913333333333", 400, 30.0, "FAILED", None, None),
+        RecentPayment("R2", "+912222222222", 200, 20.0, "PENDING", 12.97, 77.59),  # located
+    ]
+    assert recent[0].state == TransactionState.FAILED  # the text compares equal to the state
+    assert [t.reference for t in store.read(lambda uow: uow.recent_payments("u1", 0, 1))] == ["R3"]
     assert store.read(lambda uow: uow.first_payment_to("u1", "+912222222222")) == 10.0
     assert store.read(lambda uow: uow.first_payment_to("u2", "+912222222222")) == 5.0
     assert store.read(lambda uow: uow.first_payment_to("u1", "+913333333333")) is None  # failed

@@ -51,8 +51,8 @@ def test_no_sequence_of_payments_gets_past_a_cap(
         event(reply.outcome)
 
     payer_id = money.read(lambda uow: uow.get_user_by_phone(ASHA).id)
-    txns = money.read(lambda uow: uow.payments_by(payer_id, 0, 10_000))
-    live = [t for t in txns if t.state is not TransactionState.FAILED]
+    txns = money.read(lambda uow: uow.recent_payments(payer_id, 0, 10_000))
+    live = [t for t in txns if t.state != TransactionState.FAILED]
     by_day: dict[Any, int] = defaultdict(int)
     by_month: dict[Any, int] = defaultdict(int)
     for t in live:

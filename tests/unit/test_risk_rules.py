@@ -13,7 +13,7 @@ import pytest
 from app.config import RISK_RULES, ConfigError, Settings
 from app.services import risk
 from app.services.risk import Attempt, Past, Verdict
-from storage.models import Transaction, TransactionKind, TransactionState
+from storage.models import RecentPayment, TransactionState
 
 NOW = 1_795_588_200.0
 BLR = (12.9716, 77.5946)  # Bengaluru
@@ -27,15 +27,12 @@ def paid(
     payee: str = RAVI,
     where: tuple[float, float] | None = None,
     state: TransactionState = TransactionState.SUCCESS,
-) -> Transaction:
+) -> RecentPayment:
     lat, lon = where or (None, None)
-    return Transaction(
-        f"R{int(at * 1000) % 10**9:09d}", TransactionKind.TRANSFER, amount, state, at, at,
-        payer_id="u1", payee=payee, lat=lat, lon=lon,
-    )  # fmt: skip
+    return RecentPayment(f"R{int(at * 1000) % 10**9:09d}", payee, amount, at, state.value, lat, lon)
 
 
-def past(*recent: Transaction, **kw: Any) -> Past:
+def past(*recent: RecentPayment, **kw: Any) -> Past:
     fields: dict[str, Any] = {
         "spent_today": 0, "spent_month": 0, "payee_first_paid": NOW - 10 * 86_400,
         "balance": 10**9,

@@ -1,0 +1,55 @@
+"""Running spending totals per payer in MongoDB: `spending`, one document per payer (_id)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from storage.contract.spending import Spending
+from storage.mongo.base import MongoBase
+from storage.mongo.transactions import committed_since
+from storage.totals import UNKNOWN_ROW, Row, brought_to, without
+
+
+class MongoSpending(MongoBase, Spending):
+    """Read and replaced inside the caller's transaction: a concurrent unit of work that writes
+    the same payer's document conflicts with this one, and the store runs one of them again."""
+
+    def _row(self, payer_id: str) -> Row | None:
+        d = self._find("spending", {"_id": payer_id})
+        if d is None:
+            return None
+        return d["day_start"], d["day_amount"], d["month_start"], d["month_amount"]
+
+    def _write(self, payer_id: str, row: Row) -> None:
+        day_start, day, month_start, month = row
+        self._db.spending.replace_one(
+            {"_id": payer_id},
+            {"day_start": day_start, "day_amount": day, "month_start": month_start,
+             "month_amount": month},
+            upsert=True,
+            session=self._s,
+        )  # fmt: skip
+
+    def _current(self, payer_id: str, day_start: float, month_start: float) -> Row:
+        row = self._row(payer_id)
+        current = brought_to(row, day_start, month_start, partial(committed_since, self, payer_id))
+        if current != row:
+            self._write(payer_id, current)
+        return current
+
+    def spent(self, payer_id: str, day_start: float, month_start: float) -> tuple[int, int]:
+        """The payer's committed paise since `day_start` and since `month_start`."""
+        _, day, _, month = self._current(payer_id, day_start, month_start)
+        return day, month
+
+    def add_spent(self, payer_id: str, amount: int, day_start: float, month_start: float) -> None:
+        """Count a committed payment created now (before it is inserted)."""
+        d0, day, m0, month = self._current(payer_id, day_start, month_start)
+        self._write(payer_id, (d0, day + amount, m0, month + amount))
+
+    def remove_spent(self, payer_id: str, amount: int, created_at: float) -> None:
+        """A committed payment left the committed states: out of the totals it is in."""
+        row = self._row(payer_id)
+        # with no document, one is written all the same: a unit of work making it from the
+        # transactions at this moment conflicts with this one instead of missing the change
+        self._write(payer_id, UNKNOWN_ROW if row is None else without(row, amount, created_at))

@@ -1,0 +1,81 @@
+"""Every query a PAY runs finds its rows through an index (SQLite's EXPLAIN QUERY PLAN).
+
+The cost of a payment must not grow with the payer's history (nor with the size of any table):
+no statement of the PAY path, from the inbound SMS to the reply, may scan a table. The statements
+are those SQLite really ran, recorded by a trace callback, with their values bound.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from app.bootstrap import Services
+from storage.sqlite import SqliteStore
+from tests.conftest import World
+from tests.functional.test_inbound import Routes
+from tests.support import FakeClock
+
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+ASHA, RAVI = "+919876543210", "+919812345678"
+# what the plans must show for the risk reads (the rest: any index or primary key)
+PAYER_TIME = "USING INDEX transactions_payer (payer_id=? AND created_at>?)"
+EXPECTED = {
+    "FROM inbound_sms WHERE route": (
+        "USING INDEX inbound_provider_id (route=? AND provider_message_id=?)"
+    ),
+    "FROM spending": "USING INDEX sqlite_autoindex_spending_1 (payer_id=?)",
+    "SUM(amount)": PAYER_TIME,  # the totals made from the transactions (a new payer)
+    "SELECT reference, payee, amount": PAYER_TIME,  # the 100 newest payments
+    "AND state != 'FAILED' ORDER BY created_at LIMIT 1": (  # the first payment to the payee
+        "USING COVERING INDEX transactions_payer_payee (payer_id=? AND payee=?)"
+    ),
+}
+
+
+def plan(conn: sqlite3.Connection, statement: str) -> list[str]:
+    return [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}")]
+
+
+def traced_pays(svc: Services, client: FlaskClient, world: World, clock: FakeClock) -> list[str]:
+    """The statements of two payments by one payer, by Tasker then by Twilio (the first makes
+    the payer's running totals from the transactions)."""
+    asha = world.user(ASHA, rupees=1_000)
+    world.user(RAVI)
+    routes = Routes(client, world, clock)
+    store = svc.store
+    assert isinstance(store, SqliteStore)
+    conn = store._connect()
+    ran: list[str] = []
+    conn.set_trace_callback(ran.append)
+    try:
+        for route, paise in (("tasker", 500), ("twilio", 700)):
+            clock.advance(60)
+            assert "Paid Rs" in routes.send(route, ASHA, asha.pay(RAVI, paise, at=clock.now()))[1]
+    finally:
+        conn.set_trace_callback(None)
+    return ran
+
+
+def test_no_statement_of_a_payment_scans_a_table(
+    svc: Services, client: FlaskClient, world: World, clock: FakeClock
+) -> None:
+    ran = traced_pays(svc, client, world, clock)
+    store: Any = svc.store
+    conn = store._connect()
+    plans: dict[str, list[str]] = {}
+    for statement in ran:
+        if re.match(r"\s*(SELECT|UPDATE|DELETE|INSERT .* ON CONFLICT)", statement, re.I | re.S):
+            plans[statement] = plan(conn, statement)
+    assert len(plans) > 10
+    scans = {s: p for s, p in plans.items() if any(step.startswith("SCAN") for step in p)}
+    assert scans == {}
+    for fragment, expected in EXPECTED.items():
+        found = [p for s, p in plans.items() if fragment in s]
+        assert found, f"no statement with {fragment!r} ran"
+        assert all(any(expected in step for step in p) for p in found), (fragment, found)

@@ -18,7 +18,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from app.config import Settings
-from crypto.keys import PIN_KEY_LABEL, KeyRing, MasterKey, generate_key
+from crypto.keys import PIN_KEY_LABEL, KeyRing, LastSeenKeys, MasterKey, generate_key
 from crypto.pins import PinHasher
 from gateway_clients.base import PaymentGateway
 from sms.channels import SmsChannel
@@ -207,6 +207,12 @@ class Services:
                 wrapped = uow.put_meta_if_absent(PIN_KEY_LABEL, fresh)
             self._pins = PinHasher(self.keyring.unwrap(wrapped, PIN_KEY_LABEL))
         return self._pins
+
+    @cached_property
+    def device_keys(self) -> LastSeenKeys:
+        """Each device's wrapped key as last read here: SMS are decrypted before their unit of
+        work with it (app/services/inbound.py), and checked against the device row inside."""
+        return LastSeenKeys()
 
     @cached_property
     def tz(self) -> ZoneInfo:

@@ -13,6 +13,8 @@ import hashlib
 import os
 import secrets
 import struct
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -23,6 +25,7 @@ WRAP_VERSION = 1
 _PREFIX = struct.Struct(">B4s")
 NONCE_SIZE = 12
 KEY_SIZE = 32
+UNWRAPPED_KEPT = 10_000  # device keys (and a few secrets) a process keeps unwrapped
 
 
 class KeyManagementError(Exception):
@@ -74,12 +77,19 @@ class MasterKey:
 
 
 class KeyRing:
-    """The primary master key (wraps everything new) and older keys (only unwrap)."""
+    """The primary master key (wraps everything new) and older keys (only unwrap).
+
+    Unwrapped secrets are remembered by their wrapped form (at most UNWRAPPED_KEPT of them), so
+    a device that pays again costs no second AES-GCM unwrap. They add nothing to what a memory
+    dump of the process gives away: the master keys that unwrap everything are in it already.
+    """
 
     def __init__(self, primary: MasterKey, others: Iterable[MasterKey] = ()) -> None:
         self.primary = primary
         self._by_fp = {k.fingerprint: k for k in others}
         self._by_fp[primary.fingerprint] = primary
+        self._unwrapped: OrderedDict[tuple[bytes, str], bytes] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"KeyRing(primary={self.primary.fingerprint.hex()}, keys={len(self._by_fp)})"
@@ -93,6 +103,20 @@ class KeyRing:
 
     def unwrap(self, blob: bytes, label: str) -> bytes:
         """Decrypt a wrapped secret with whichever ring key wrapped it."""
+        known = (bytes(blob), label)
+        with self._lock:
+            secret = self._unwrapped.get(known)
+            if secret is not None:
+                self._unwrapped.move_to_end(known)
+                return secret
+        secret = self._unwrap(known[0], label)
+        with self._lock:
+            self._unwrapped[known] = secret
+            if len(self._unwrapped) > UNWRAPPED_KEPT:
+                self._unwrapped.popitem(last=False)
+        return secret
+
+    def _unwrap(self, blob: bytes, label: str) -> bytes:
         if len(blob) < _PREFIX.size + NONCE_SIZE + 16:
             raise UnwrapError("wrapped secret is truncated")
         version, fp = _PREFIX.unpack_from(blob)
@@ -133,3 +157,26 @@ def gateway_secret_label(gateway_id: str) -> str:
 
 
 PIN_KEY_LABEL = "pin-key"
+
+
+class LastSeenKeys:
+    """The wrapped key each device had when this process last read it (at most `size`), so an
+    SMS can be decrypted before its unit of work; the unit checks it against the device row."""
+
+    def __init__(self, size: int = UNWRAPPED_KEPT) -> None:
+        self._size = size
+        self._keys: OrderedDict[int, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key_id: int) -> bytes | None:
+        """The wrapped key last seen for this device, or None."""
+        with self._lock:
+            return self._keys.get(key_id)
+
+    def remember(self, key_id: int, wrapped: bytes) -> None:
+        """Note the device's wrapped key as read in a unit of work."""
+        with self._lock:
+            self._keys[key_id] = bytes(wrapped)
+            self._keys.move_to_end(key_id)
+            if len(self._keys) > self._size:
+                self._keys.popitem(last=False)

@@ -9,7 +9,10 @@ service cannot be used to flood a phone.
 
 Everything from the duplicate checks to the record runs in one unit of work, so the same SMS
 delivered twice (same MessageSid, or the same frame through both routes) is processed once and
-every delivery gets the first answer.
+every delivery gets the first answer. The work that needs no lock is done before it: the frame
+is decrypted and its instruction parsed with the device key this process last saw
+(`Services.device_keys`), and the unit of work uses that result only if the device row it
+reads still holds the same wrapped key (otherwise it decrypts again, inside).
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ from app.services.common import Outcome, local_time
 from app.services.holds import RISK_ACTOR
 from app.services.staff import audit
 from crypto.codec import InvalidMessage, SealedFrame, looks_like_frame
-from crypto.keys import device_key_label
+from crypto.keys import KeyManagementError, device_key_label
 from crypto.replay import Verdict
 from sms import replies
 from sms.inbound import InboundSms
-from sms.instructions import Balance, InvalidInstruction, Pay, Status, TopUp, parse
+from sms.instructions import Balance, Instruction, InvalidInstruction, Pay, Status, TopUp, parse
 from sms.numbers import mask_party, mask_phone
 from storage.contract import UnitOfWork
 from storage.models import Device, FrameRecord, InboundRecord, User
@@ -49,6 +52,38 @@ class SmsReply:
     reference: str | None = None
 
 
+@dataclass(frozen=True)
+class Opened:
+    """A frame decrypted, and its instruction parsed, with one wrapped device key."""
+
+    wrapped_key: bytes
+    parsed: Instruction | InvalidInstruction | None  # None: the tag did not verify
+
+
+def _open(svc: Services, frame: SealedFrame, sender: str, wrapped: bytes) -> Opened:
+    key = svc.keyring.unwrap(wrapped, device_key_label(frame.key_id))
+    try:
+        plaintext = frame.open(key, sender)
+    except InvalidMessage:
+        return Opened(wrapped, None)
+    try:
+        return Opened(wrapped, parse(plaintext))
+    except InvalidInstruction as exc:
+        return Opened(wrapped, exc)
+
+
+def _open_ahead(svc: Services, sms: InboundSms, frame: SealedFrame | None) -> Opened | None:
+    """Decrypt and parse before the unit of work (no lock needed), if this process knows the
+    device's key; None when it does not (the unit of work does it)."""
+    wrapped = svc.device_keys.get(frame.key_id) if frame is not None else None
+    if frame is None or wrapped is None:
+        return None
+    try:
+        return _open(svc, frame, sms.sender, wrapped)
+    except KeyManagementError:  # the unit of work reads the device and says why
+        return None
+
+
 def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
     """Process one authenticated inbound SMS and return the reply to send to its sender."""
     frame: SealedFrame | None = None
@@ -65,6 +100,7 @@ def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
             frame = SealedFrame.parse(body)
         except InvalidMessage as exc:
             early = Outcome(f"undecodable:{exc.reason}", replies.UNREADABLE)
+    ahead = _open_ahead(svc, sms, frame) if early is None else None
 
     def unit(uow: UnitOfWork) -> SmsReply:
         if sms.provider_message_id:
@@ -80,7 +116,7 @@ def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
         if outcome is not None:
             outcome = _limit_refusal_reply(svc, uow, sms.sender, outcome)
         else:  # a frame's reply is limited before it is stored with the frame (see below)
-            outcome = _process_frame(svc, uow, sms, frame)  # type: ignore[arg-type]
+            outcome = _process_frame(svc, uow, sms, frame, ahead)  # type: ignore[arg-type]
         uow.insert_inbound(
             InboundRecord(
                 route=sms.route.value,
@@ -98,7 +134,8 @@ def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
         return SmsReply(outcome.reply, sms.sender, outcome.code, outcome.reference)
 
     reply = svc.store.atomic(unit)
-    log.info(
+    # the one INFO line of an SMS is the access line, which the web layer gives these fields
+    log.debug(
         "inbound sms route=%s from=%s outcome=%s ref=%s",
         sms.route.value,
         mask_phone(sms.sender),
@@ -108,18 +145,20 @@ def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
     return reply
 
 
-def _process_frame(svc: Services, uow: UnitOfWork, sms: InboundSms, frame: SealedFrame) -> Outcome:
+def _process_frame(
+    svc: Services, uow: UnitOfWork, sms: InboundSms, frame: SealedFrame, ahead: Opened | None
+) -> Outcome:
     """Authenticate the frame against the sender's device, then run it once; its reply is the
     one stored with the frame, after the refusal-reply limit, so a duplicate delivery of the same
     SMS always gets the same answer (silence included) and never counts against the limit."""
-    outcome, stored = _open_and_run(svc, uow, sms, frame)
+    outcome, stored = _open_and_run(svc, uow, sms, frame, ahead)
     if stored or outcome.code == "duplicate":
         return outcome
     return _limit_refusal_reply(svc, uow, sms.sender, outcome)
 
 
 def _open_and_run(
-    svc: Services, uow: UnitOfWork, sms: InboundSms, frame: SealedFrame
+    svc: Services, uow: UnitOfWork, sms: InboundSms, frame: SealedFrame, ahead: Opened | None
 ) -> tuple[Outcome, bool]:
     """The frame's outcome, and whether it was run and stored now (its reply already limited):
     refused before it opened, a duplicate of a stored frame, or run and recorded once."""
@@ -131,10 +170,11 @@ def _open_and_run(
         return Outcome("unknown_device", replies.UNREADABLE), False
     if device.phone != sms.sender or device.user_id != user.id:
         return Outcome("sender_mismatch", replies.UNREADABLE), False
-    key = svc.keyring.unwrap(device.wrapped_key, device_key_label(device.key_id))
-    try:
-        plaintext = frame.open(key, sms.sender)
-    except InvalidMessage:
+    opened = ahead
+    if opened is None or opened.wrapped_key != device.wrapped_key:  # decrypted with another key
+        opened = _open(svc, frame, sms.sender, device.wrapped_key)
+    svc.device_keys.remember(device.key_id, device.wrapped_key)
+    if opened.parsed is None:
         return Outcome("bad_tag", replies.UNREADABLE), False
 
     digest = hashlib.sha256(frame.header + frame.sealed).hexdigest()[:32]
@@ -148,7 +188,7 @@ def _open_and_run(
     now = svc.clock.now()
     uow.save_window(device.key_id, device.window.accept(frame.counter), now)
     outcome = _user_limited(svc, uow, user, now) or _execute(
-        svc, uow, user, device, plaintext, sms.route.value, now
+        svc, uow, user, device, opened.parsed, sms.route.value, now
     )
     outcome = _limit_refusal_reply(svc, uow, sms.sender, outcome)  # stored as the sender sees it
     uow.insert_frame(
@@ -224,15 +264,13 @@ def _execute(
     uow: UnitOfWork,
     user: User,
     device: Device,
-    plaintext: bytes,
+    instr: Instruction | InvalidInstruction,
     channel: str,
     now: float,
 ) -> Outcome:
-    """Run one authenticated, fresh instruction."""
-    try:
-        instr = parse(plaintext)
-    except InvalidInstruction as exc:
-        log.info("instruction refused key_id=%s: %s", device.key_id, exc)
+    """Run one authenticated, fresh instruction (or say it was not understood)."""
+    if isinstance(instr, InvalidInstruction):
+        log.info("instruction refused key_id=%s: %s", device.key_id, instr)
         return Outcome("not_understood", replies.NOT_UNDERSTOOD)
     if isinstance(instr, Status):
         return _status(uow, user, instr.reference)

@@ -12,12 +12,14 @@ import logging
 
 from flask import Blueprint, Response, abort, jsonify, request
 
+from app.access_log import SMS_ENVIRON_KEY
 from app.services.admin import tasker_secret
-from app.services.inbound import handle_inbound_sms
+from app.services.inbound import SmsReply, handle_inbound_sms
 from app.services.settlement import handle_gateway_event
 from app.web import services
 from gateway_clients.base import WebhookInvalid
 from sms import tasker, twilio
+from sms.inbound import InboundSms
 
 bp = Blueprint("webhooks", __name__)
 log = logging.getLogger(__name__)
@@ -30,6 +32,13 @@ def _twilio_url() -> str:
         return request.url
     query = request.query_string.decode("latin-1")
     return base + request.path + ("?" + query if query else "")
+
+
+def _handle(sms: InboundSms) -> SmsReply:
+    """Run the SMS; its outcome joins the request's access line (one log line per SMS)."""
+    reply = handle_inbound_sms(services(), sms)
+    request.environ[SMS_ENVIRON_KEY] = (sms.route.value, reply.outcome, reply.reference)
+    return reply
 
 
 @bp.post("/sms/twilio")
@@ -49,7 +58,7 @@ def twilio_inbound() -> Response:
         sms = twilio.parse_form(request.form.to_dict(flat=True), svc.clock.now())
     except twilio.MalformedTwilioRequest as exc:
         abort(400, str(exc))
-    reply = handle_inbound_sms(svc, sms)
+    reply = _handle(sms)
     return Response(twilio.twiml_reply(reply.text), mimetype="application/xml")
 
 
@@ -74,7 +83,7 @@ def tasker_inbound() -> Response:
         sms = tasker.parse_body(body, gateway_id, svc.clock.now())
     except tasker.MalformedTaskerRequest as exc:
         abort(400, str(exc))
-    reply = handle_inbound_sms(svc, sms)
+    reply = _handle(sms)
     return jsonify(reply=reply.text, to=reply.to, reference=reply.reference)
 
 

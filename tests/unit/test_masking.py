@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from gunicorn.config import Config
 
-from app.access_log import MaskingLogger, access_line
+from app.access_log import SMS_ENVIRON_KEY, MaskingLogger, access_line
 from app.logs import JsonFormatter
 from sms.numbers import mask_numbers_in, mask_phone
 
@@ -75,13 +75,38 @@ def test_json_log_lines_mask_numbers_in_the_message_and_the_traceback() -> None:
 
 
 def test_the_json_access_line_has_the_request_id_and_no_full_number() -> None:
-    atoms = {"h": "127.0.0.1", "r": "GET /api/v1/users/%2B91******3210 HTTP/1.1", "s": "200",
-             "B": 10, "M": 3, "a": "curl", "{x-request-id}o": "abc"}  # fmt: skip
-    line = json.loads(access_line(atoms))
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": "/api/v1/users/%2B919876543210?phone=%2B919812345678",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_USER_AGENT": "probe +919876543210",
+    }
+    resp = SimpleNamespace(status="200 OK", sent=10, headers=[("X-Request-Id", "abc")])
+    line = json.loads(access_line(resp, environ, timedelta(milliseconds=3)))
     assert line["status"] == 200 and line["request_id"] == "abc" and line["ms"] == 3
+    assert line["request"] == "GET /api/v1/users/%2B91******3210?phone=%2B91******5678 HTTP/1.1"
+    assert line["agent"] == "probe +91******3210" and line["bytes"] == 10
+    assert "9876543210" not in json.dumps(line) and "9812345678" not in json.dumps(line)
 
 
 def test_gunicorns_own_lines_are_json_too() -> None:
     logger = MaskingLogger(Config())
     assert logger.error_log.handlers
     assert all(isinstance(h.formatter, JsonFormatter) for h in logger.error_log.handlers)
+
+
+def test_an_sms_access_line_says_its_route_outcome_and_reference() -> None:
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "RAW_URI": "/sms/tasker",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        SMS_ENVIRON_KEY: ("tasker", "paid", "7K3M9QXA2B"),
+    }
+    resp = SimpleNamespace(status="200 OK", sent=120, headers=[])
+    line = json.loads(access_line(resp, environ, timedelta(milliseconds=4)))
+    assert (line["sms_route"], line["outcome"], line["reference"]) == (
+        "tasker",
+        "paid",
+        "7K3M9QXA2B",
+    )

@@ -30,7 +30,7 @@ def main() -> None:
         app = create_app(
             {"data_dir": data_dir, "log_level": "WARNING", "limit_per_day_paise": 10**10,
              "limit_per_month_paise": 10**11, "limit_new_payee_per_day_paise": 10**10,
-             "risk_user_per_minute": 0}
+             "risk_user_per_minute": 0, "risk_gateway_per_minute": 0}
         )  # fmt: skip
         svc = app.extensions["smspay"]
         client = app.test_client()

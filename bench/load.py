@@ -168,7 +168,7 @@ def sampling(args: argparse.Namespace, g: Gunicorn, name: str) -> Iterator[None]
     out = Path(args.dir) / (name.replace(" ", "-").replace(",", "") + ".txt")
     spy = subprocess.Popen(
         [args.py_spy, "record", "--pid", str(g.pids()[1]), "--rate", "250", "--format", "raw",
-         "--nonblocking", "--output", str(out)],
+         "--nonblocking", "--gil", "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     time.sleep(1.0)  # py-spy attaches

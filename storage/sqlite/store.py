@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from storage.errors import StoreUnavailable
+from storage.sqlite.checkpoints import Checkpointer
 from storage.sqlite.group_commit import GroupCommit, Unit
 from storage.sqlite.migrations import migrate, refuse_newer
 from storage.sqlite.unit_of_work import SqliteUnitOfWork
@@ -95,6 +96,7 @@ class SqliteStore:
         self._local = threading.local()
         self._schema_ready = False
         self._group: GroupCommit | None = None
+        self._checkpoints: Checkpointer | None = None
         self._group_pid = 0
         self._writer_lock: int | None = None  # fd of the `-lock` file, opened per process:
         self._writer_lock_pid = 0  # a forked child must not share its parent's (one flock)
@@ -118,6 +120,7 @@ class SqliteStore:
             refuse_newer(conn, self.path.name)  # before WAL mode, which would change the file
             _switch_to_wal(conn, self.busy_timeout_ms)
             conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints.py does it, off the path
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
             conn.close()
@@ -191,6 +194,8 @@ class SqliteStore:
             self._commit(units)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+        assert self._checkpoints is not None
+        self._checkpoints.committed(len(units))
 
     def _commit(self, units: list[Unit[Any]]) -> None:
         conn = self._begin("BEGIN IMMEDIATE")
@@ -230,6 +235,7 @@ class SqliteStore:
         threads of this process submit at the same time (group commit: one fsync for all)."""
         if self._group is None or self._group_pid != os.getpid():
             self._group, self._group_pid = GroupCommit(self._run_batch), os.getpid()
+            self._checkpoints = Checkpointer(self._open)
         return self._group.submit(fn)
 
     def read(self, fn: Callable[[SqliteUnitOfWork], T]) -> T:

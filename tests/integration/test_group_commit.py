@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from storage.errors import StoreUnavailable
+from storage.sqlite.checkpoints import EVERY_UNITS
 from storage.sqlite.group_commit import Unit
 from storage.sqlite.store import SqliteStore
 from storage.sqlite.unit_of_work import SqliteUnitOfWork
@@ -267,3 +269,27 @@ def test_two_processes_batching_at_once_lose_no_update(store: SqliteStore) -> No
     ]
     assert [p.wait(120) for p in procs] == [0, 0]
     assert meta(store, "n") == b"400"
+
+
+def test_the_wal_is_checkpointed_by_a_thread_not_by_a_commit(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """Commits never copy the WAL into the database (autocheckpoint off); the checkpoint thread
+    does, soon after enough units: a copy of the database file alone then holds them all."""
+    assert store._connect().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    for i in range(EVERY_UNITS + 10):
+        store.atomic(put(f"c{i}"))
+
+    def in_main_file() -> int:
+        copy = tmp_path / "main-only.sqlite3"
+        copy.write_bytes(store.path.read_bytes())  # without its -wal: what was checkpointed
+        conn = sqlite3.connect(copy)
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM meta WHERE key LIKE 'c%'").fetchone()[0])
+        finally:
+            conn.close()
+
+    deadline = time.monotonic() + 10
+    while in_main_file() < EVERY_UNITS and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert in_main_file() >= EVERY_UNITS

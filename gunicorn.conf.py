@@ -8,8 +8,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+# Two processes for two cores, four threads each: the threads of a process that reach the store
+# together share one commit and one fsync (storage/sqlite/group_commit.py), and a connection
+# kept alive waits in the worker's poller, not in a thread. docs/performance.md has the runs
+# behind these numbers.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "sync"
+threads = int(os.environ.get("WEB_THREADS", "4"))
+worker_class = "gthread"
 timeout = 30
 graceful_timeout = 10
 accesslog = "-"

@@ -27,9 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.bootstrap import Services
 from bench import prepare
@@ -65,6 +68,7 @@ class Run:
     conserved: bool | None = None
     samples: tuple[str, ...] = ()
     kind: str = "minimal"
+    lock: dict[str, float] | None = None  # SMS runs: the store's write-lock figures (/metrics)
 
     @property
     def counts_right(self) -> bool:
@@ -134,6 +138,7 @@ def sms_run(
     before = pop.total(svc)
     since = time.time()
     cpu0 = g.cpu()
+    lock0 = lock_figures(g.port)
     # one phone's SMS from one client process, sent in counter order: two processes drifting
     # apart would push its counters past the replay window (64) and the service would refuse them
     processes = 1 if payers is not None and len(payers) == 1 else args.processes
@@ -149,6 +154,7 @@ def sms_run(
         )
     cpu = cpu_used(cpu0, g.cpu())
     run = _run(name, d, len(reqs), cpu)
+    run.lock = {k: v - lock0.get(k, 0.0) for k, v in lock_figures(g.port).items()}
     groups = svc.store.read(lambda uow: uow.transaction_groups(since, time.time() + 60))
     mine = [grp for grp in groups if grp.channel == route]
     run.success_rows = sum(grp.count for grp in mine if grp.state is TransactionState.SUCCESS)
@@ -157,6 +163,26 @@ def sms_run(
     run.conserved = pop.total(svc) == before and total == 0
     run.kind = kind
     return run
+
+
+LOCK_METRICS = (
+    "smspay_store_batches_total",
+    "smspay_store_batch_units_total",
+    "smspay_store_write_lock_wait_seconds_sum",
+    "smspay_store_write_lock_held_seconds_sum",
+)
+
+
+def lock_figures(port: int) -> dict[str, float]:
+    """The store's group-commit counters, added up over gunicorn's workers by /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    found = {name: 0.0 for name in LOCK_METRICS}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in found:
+                found[sample.name] += sample.value
+    return found
 
 
 @contextlib.contextmanager
@@ -232,6 +258,16 @@ def report(runs: list[Run], baseline: float) -> str:
         " cores = gunicorn CPU seconds per wall second; ratio = req/s over the minimal route's"
         " mean in this run"
     )
+    lines.append("\nthe store's write lock (group commit), per unit of work:")
+    for r in runs:
+        if r.lock and r.lock["smspay_store_batch_units_total"]:
+            units = r.lock["smspay_store_batch_units_total"]
+            lines.append(
+                f"  {r.name:<36} {units / max(r.lock['smspay_store_batches_total'], 1):5.2f}"
+                f" units a commit, waited"
+                f" {r.lock['smspay_store_write_lock_wait_seconds_sum'] / units * 1000:5.2f} ms,"
+                f" held {r.lock['smspay_store_write_lock_held_seconds_sum'] / units * 1000:5.2f} ms"
+            )
     return "\n".join(lines)
 
 

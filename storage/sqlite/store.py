@@ -25,6 +25,9 @@ from storage.sqlite.migrations import migrate, refuse_newer
 from storage.sqlite.unit_of_work import SqliteUnitOfWork
 
 T = TypeVar("T")
+# Called after every batch with (units, seconds waiting for the write lock, seconds holding it):
+# app/web/metrics.py turns these into /metrics figures. Storage knows nothing of Prometheus.
+BATCH_OBSERVERS: list[Callable[[int, float, float], None]] = []
 BUSY_TIMEOUT_MS = 15_000
 MIN_FREE_BYTES = 1 << 20  # readiness: less room than this on the file's disk is "full"
 log = logging.getLogger(__name__)
@@ -189,11 +192,15 @@ class SqliteStore:
     def _run_batch(self, units: list[Unit[Any]]) -> None:
         """One write transaction for every unit (see group_commit.py); settles each of them."""
         self._connect()  # the directory, the file and its schema first
+        asked = time.perf_counter()
         lock = self._lock_writers()
+        taken = time.perf_counter()
         try:
             self._commit(units)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+        for observe in BATCH_OBSERVERS:
+            observe(len(units), taken - asked, time.perf_counter() - taken)
         assert self._checkpoints is not None
         self._checkpoints.committed(len(units))
 

@@ -16,6 +16,7 @@ from app.bootstrap import Services
 from app.services import staff, workers
 from app.worker import Worker
 from storage.models import JobStatus, StaffRole, TransactionState
+from storage.sqlite.store import SqliteStore
 from tests.conftest import World
 from tests.functional.test_console import HTTPS, PASSWORD, sign_in
 from tests.functional.test_inbound import ASHA, RAVI, Routes
@@ -216,3 +217,24 @@ def test_the_dashboard_and_the_api_show_a_quiet_worker(
         ("box:1:old", "quiet"),
     ]
     assert k["workers"][1]["seconds_since_beat"] == 120
+
+
+def test_sqlite_batches_and_their_write_lock_times_are_counted(
+    client: FlaskClient, svc: Services
+) -> None:
+    if not isinstance(svc.store, SqliteStore):
+        pytest.skip("group commit is the SQLite store's")
+    before = samples(client)
+    for i in range(3):
+        svc.store.atomic(lambda uow, i=i: uow.set_meta(f"probe{i}", b"1"))
+    after = samples(client)
+
+    def grew(name: str) -> float:
+        key = (name, (("store", "sqlite"),))
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert grew("smspay_store_batches_total") == 3  # one at a time: three transactions
+    assert grew("smspay_store_batch_units_total") == 3
+    assert grew("smspay_store_write_lock_held_seconds_count") == 3
+    assert grew("smspay_store_write_lock_wait_seconds_count") == 3
+    assert grew("smspay_store_write_lock_held_seconds_sum") > 0

@@ -36,8 +36,8 @@ from app.bootstrap import Services
 from app.services import operations
 from app.web import services
 from storage.errors import StoreUnavailable
-from storage.sqlite.store import BATCH_OBSERVERS
 from storage.models import JobStatus, TransactionState
+from storage.sqlite.store import BATCH_OBSERVERS
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "(unmatched)"  # requests no route matched (404s), under one label

@@ -39,6 +39,11 @@ class Unit(Generic[T]):
     done: bool = False
     value: Any = None
     error: BaseException | None = None
+    # released once: when the unit is done, or when its thread is to lead the next batch
+    latch: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.latch.acquire()
 
     def succeed(self, value: Any) -> None:
         self.done, self.value = True, value
@@ -57,12 +62,14 @@ class GroupCommit:
     """Queues units from many threads and lets one leader at a time commit them in batches.
 
     `run_batch(units)` (given by the store) must settle every unit it is given: `succeed` or
-    `fail` each, and return only after the batch's COMMIT or ROLLBACK.
+    `fail` each, and return only after the batch's COMMIT or ROLLBACK. A waiting thread is woken
+    exactly once: when its unit is done, or to lead (the leader hands over to the first unit
+    still queued when its own is done), so no thread wakes only to wait again.
     """
 
     def __init__(self, run_batch: Callable[[list[Unit[Any]]], None]) -> None:
         self._run_batch = run_batch
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[Unit[Any]] = []
         self._leading = False
         self._inside = threading.local()  # set while this thread runs a batch
@@ -72,25 +79,28 @@ class GroupCommit:
         if getattr(self._inside, "running", False):
             raise RuntimeError("units of work do not nest; pass the caller's uow instead")
         unit: Unit[T] = Unit(fn)
-        with self._cond:
+        with self._lock:
             self._queue.append(unit)
-            while self._leading and not unit.done:
-                self._cond.wait()
-            if unit.done:  # a leader committed it for us
+            follow, self._leading = self._leading, True
+        if follow:
+            unit.latch.acquire()  # done by a leader, or handed the lead
+            if unit.done:
                 return unit.outcome()
-            self._leading = True
         try:
             while not unit.done:
-                with self._cond:
+                with self._lock:
                     batch = self._queue[:MAX_BATCH]
                     del self._queue[:MAX_BATCH]
                 self._lead(batch)
-                with self._cond:
-                    self._cond.notify_all()  # wake the callers answered by this batch
+                for other in batch:
+                    if other is not unit:
+                        other.latch.release()  # answered
         finally:
-            with self._cond:
-                self._leading = False
-                self._cond.notify_all()  # a queued caller becomes the next leader
+            with self._lock:
+                if self._queue:
+                    self._queue[0].latch.release()  # the lead passes on
+                else:
+                    self._leading = False
         return unit.outcome()
 
     def _lead(self, batch: list[Unit[Any]]) -> None:

@@ -50,7 +50,9 @@ def batches_of(store: SqliteStore) -> list[int]:
 
 
 def queued_behind_a_held_batch(
-    store: SqliteStore, units: list[Callable[[SqliteUnitOfWork], Any]]
+    store: SqliteStore,
+    units: list[Callable[[SqliteUnitOfWork], Any]],
+    setup: Callable[[], None] = lambda: None,
 ) -> list[Any]:
     """Submit `units` from threads while a first unit holds the writer, so they queue and are
     committed as one batch; each thread's outcome (a value or the exception it raised)."""
@@ -63,6 +65,7 @@ def queued_behind_a_held_batch(
     outcomes: list[Any] = [None] * len(units)
 
     def call(i: int) -> None:
+        setup()  # in the submitting thread (its connection leads if it is handed the lead)
         try:
             outcomes[i] = store.atomic(units[i])
         except Exception as exc:
@@ -123,13 +126,15 @@ def test_a_unit_that_submits_another_is_refused_not_deadlocked(store: SqliteStor
 
 
 class FailingCommit:
-    """A connection whose next COMMIT fails as a full disk does (SQLite rolls back)."""
+    """A connection whose COMMIT fails once (for every thread sharing `left`), as a full disk
+    does: SQLite rolls the transaction back."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
+    def __init__(self, conn: sqlite3.Connection, left: list[int]) -> None:
+        self._conn, self._left = conn, left
 
     def execute(self, sql: str, *args: Any) -> Any:
-        if sql == "COMMIT":
+        if sql == "COMMIT" and self._left[0]:
+            self._left[0] -= 1
             self._conn.execute("ROLLBACK")
             exc = sqlite3.OperationalError("database or disk is full")
             exc.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
@@ -142,47 +147,18 @@ class FailingCommit:
 
 def test_a_failed_commit_fails_every_unit_of_the_batch(store: SqliteStore) -> None:
     """Nobody is told a unit was done when the COMMIT that would have covered it failed."""
-    held, release = threading.Event(), threading.Event()
-    outcomes: dict[str, Any] = {}
+    left = [1]  # the next COMMIT on a failing connection fails, whichever thread leads
 
-    def leader() -> None:  # leads the second batch on a connection whose COMMIT fails
-        def hold(uow: SqliteUnitOfWork) -> None:
-            held.set()
-            assert release.wait(10)
+    def failing_connection() -> None:
+        store._local.conn = FailingCommit(store._connect(), left)
 
-        store.atomic(hold)
-        store._local.conn = FailingCommit(store._connect())
-        try:
-            outcomes["leader"] = store.atomic(put("leader"))
-        except Exception as exc:
-            outcomes["leader"] = exc
-
-    def follower(key: str) -> None:
-        try:
-            outcomes[key] = store.atomic(put(key))
-        except Exception as exc:
-            outcomes[key] = exc
-
-    lead = threading.Thread(target=leader)
-    lead.start()
-    assert held.wait(10)
-    # the leader finishes its first batch, then submits again; the followers queue meanwhile
-    followers = [threading.Thread(target=follower, args=(k,)) for k in ("a", "b")]
-    for t in followers:
-        t.start()
-    while len(store._group._queue) < 2:  # type: ignore[union-attr]
-        threading.Event().wait(0.005)
-    release.set()
-    for t in [lead, *followers]:
-        t.join(10)
-    committed = [k for k, v in outcomes.items() if not isinstance(v, Exception)]
-    failed = [k for k, v in outcomes.items() if isinstance(v, StoreUnavailable)]
-    assert set(committed) | set(failed) == {"leader", "a", "b"}
-    for key in failed:  # every unit of the failed batch: refused, and not on disk
-        assert meta(store, key) is None
-    for key in committed:
-        assert meta(store, key) == b"1"
-    assert "leader" in failed
+    sizes = batches_of(store)
+    outcomes = queued_behind_a_held_batch(
+        store, [put(k) for k in ("a", "b", "c")], setup=failing_connection
+    )
+    assert sizes == [1, 3] and left == [0]
+    assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
+    assert all(meta(store, k) is None for k in ("a", "b", "c"))
 
 
 CRASHING_WRITER = textwrap.dedent(

@@ -168,8 +168,8 @@ def sms_run(
 LOCK_METRICS = (
     "smspay_store_batches_total",
     "smspay_store_batch_units_total",
-    "smspay_store_write_lock_wait_seconds_sum",
-    "smspay_store_write_lock_held_seconds_sum",
+    "smspay_store_write_lock_wait_seconds_total",
+    "smspay_store_write_lock_held_seconds_total",
 )
 
 
@@ -262,11 +262,12 @@ def report(runs: list[Run], baseline: float) -> str:
     for r in runs:
         if r.lock and r.lock["smspay_store_batch_units_total"]:
             units = r.lock["smspay_store_batch_units_total"]
+            per_commit = units / max(r.lock["smspay_store_batches_total"], 1)
+            waited = r.lock["smspay_store_write_lock_wait_seconds_total"] / units * 1000
+            held = r.lock["smspay_store_write_lock_held_seconds_total"] / units * 1000
             lines.append(
-                f"  {r.name:<36} {units / max(r.lock['smspay_store_batches_total'], 1):5.2f}"
-                f" units a commit, waited"
-                f" {r.lock['smspay_store_write_lock_wait_seconds_sum'] / units * 1000:5.2f} ms,"
-                f" held {r.lock['smspay_store_write_lock_held_seconds_sum'] / units * 1000:5.2f} ms"
+                f"  {r.name:<36} {per_commit:5.2f} units a commit, waited {waited:5.2f} ms,"
+                f" held {held:5.2f} ms"
             )
     return "\n".join(lines)
 

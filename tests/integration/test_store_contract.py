@@ -333,3 +333,17 @@ def test_sms_counts_by_status(store: Store) -> None:
     assert first.id is not None
     store.atomic(lambda uow: uow.update_sms(str(first.id), 2.0, status="delivered"))
     assert store.read(lambda uow: uow.sms_counts()) == {"pending": 2, "delivered": 1}
+
+
+def test_token_buckets_refill_grant_and_give_back(store: Store) -> None:
+    def take(want: int, now: float, bucket: str = "b") -> int:
+        return store.atomic(lambda uow: uow.take_tokens(bucket, 3, 0.5, want, now))
+
+    assert take(2, 100.0) == 2  # a new bucket is full: 3, 1 left
+    assert take(2, 100.0) == 1  # only whole tokens: 1 left, 0 after
+    assert take(1, 101.0) == 0  # 0.5 refilled: not a whole token
+    assert take(1, 102.0) == 1  # 0.5 + 1.0 = 1.5: one granted, 0.5 left
+    assert take(-1, 102.0) == -1  # given back: 1.5
+    assert take(5, 110.0) == 3  # refilled only up to the capacity
+    assert take(1, 50.0) == 0  # a clock behind takes nothing it has not got
+    assert take(4, 100.0, bucket="other") == 3  # buckets are apart

@@ -158,13 +158,17 @@ def _payee(txn: Transaction) -> str:
     return user_account(txn.payee_id)
 
 
-def _post(uow: Ledger, txn: Transaction, debit: str, credit: str, now: float, amount: int) -> None:
-    uow.post_entry(txn.reference, [Posting(debit, -amount), Posting(credit, amount)], now)
+def _post(
+    uow: Ledger, txn: Transaction, debit: str, credit: str, now: float, amount: int
+) -> dict[str, int]:
+    return uow.post_entry(txn.reference, [Posting(debit, -amount), Posting(credit, amount)], now)
 
 
-def transfer(uow: Ledger, txn: Transaction, now: float) -> None:
-    """Wallet to wallet: payer -> payee."""
-    _post(uow, txn, _payer(txn), _payee(txn), now, txn.amount)
+def transfer(uow: Ledger, txn: Transaction, now: float) -> tuple[int, int]:
+    """Wallet to wallet: payer -> payee; returns the payer's and the payee's new balances."""
+    payer, payee = _payer(txn), _payee(txn)
+    balances = _post(uow, txn, payer, payee, now, txn.amount)
+    return balances[payer], balances[payee]
 
 
 def cash_in(uow: Ledger, txn: Transaction, now: float) -> None:

@@ -90,9 +90,9 @@ def pay(
         return settlement.start_payout(svc, uow, txn, payer, now)
     assert payee_user is not None
 
-    ledger.transfer(uow, txn, now)
+    # the balances the posting left (no reads): the reply texts quote them
+    payer_balance, payee_balance = ledger.transfer(uow, txn, now)
     ledger.move(uow, ref, TransactionState.SUCCESS, "ledger entry posted", now)
-    payee_balance = uow.balance(payee_user.account)
     uow.enqueue_sms(
         OutboundSms(
             to=payee_user.phone,
@@ -101,7 +101,7 @@ def pay(
             reference=ref,
         )
     )
-    text = replies.paid(instr.amount, mask_phone(payee_user.phone), ref, uow.balance(payer.account))
+    text = replies.paid(instr.amount, mask_phone(payee_user.phone), ref, payer_balance)
     return Outcome("paid", text, ref)
 
 

@@ -98,9 +98,10 @@ def test_ledger_entries_balance_and_never_overdraw(store: Store) -> None:
         store.atomic(
             lambda uow: uow.post_entry("X", [Posting("user:a", -1), Posting("nope", 1)], 2)
         )
-    store.atomic(
+    after = store.atomic(
         lambda uow: uow.post_entry("T1", [Posting("user:a", -500), Posting("user:b", 500)], 3)
     )
+    assert after == {"user:a": 0, "user:b": 500}  # the balances the entry left
 
     def read(uow: UnitOfWork) -> tuple[int, int, int, int, Any]:
         return (uow.balance("user:a"), uow.balance("user:b"), uow.balance("system:cash_in"),

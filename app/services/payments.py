@@ -71,7 +71,7 @@ def pay(
     ledger.open_payment(uow, txn, "instruction accepted", day_start, month_start)
 
     def refuse(code: str, reason: str) -> Outcome:
-        ledger.move(uow, ref, TransactionState.FAILED, code, now)
+        ledger.move(uow, txn, TransactionState.FAILED, code, now)  # PENDING, as inserted
         balance = uow.balance(payer.account)
         text = replies.payment_failed(instr.amount, mask_party(instr.payee), reason, ref, balance)
         return Outcome(f"refused:{code}", text, ref)
@@ -92,7 +92,7 @@ def pay(
 
     # the balances the posting left (no reads): the reply texts quote them
     payer_balance, payee_balance = ledger.transfer(uow, txn, now)
-    ledger.move(uow, ref, TransactionState.SUCCESS, "ledger entry posted", now)
+    ledger.move(uow, txn, TransactionState.SUCCESS, "ledger entry posted", now)
     uow.enqueue_sms(
         OutboundSms(
             to=payee_user.phone,

@@ -10,7 +10,13 @@ import pytest
 
 from crypto.replay import ReplayWindow
 from storage.contract import Store, UnitOfWork
-from storage.errors import DuplicateKey, InsufficientFunds, NotFound, UnbalancedEntry
+from storage.errors import (
+    DuplicateKey,
+    InsufficientFunds,
+    NotFound,
+    StateChanged,
+    UnbalancedEntry,
+)
 from storage.models import (
     Device,
     FrameRecord,
@@ -142,6 +148,19 @@ def test_transactions_keep_an_ordered_history(store: Store) -> None:
     events = store.read(lambda uow: uow.events("REF1"))
     assert [(e.state.value, e.reason) for e in events] == [
         ("PENDING", "created"), ("PROCESSING", "sent"), ("SUCCESS", "settled")]  # fmt: skip
+
+
+def test_a_state_change_can_be_conditional_on_the_state_held(store: Store) -> None:
+    P, S, F = TransactionState.PENDING, TransactionState.SUCCESS, TransactionState.FAILED
+    store.atomic(lambda uow: uow.insert_transaction(txn("REF1"), "created"))
+    store.atomic(lambda uow: uow.set_state("REF1", S, "posted", 11.0, expected=P))
+    with pytest.raises(StateChanged):  # no longer PENDING: nothing written
+        store.atomic(lambda uow: uow.set_state("REF1", F, "late", 12.0, expected=P))
+    with pytest.raises(NotFound):
+        store.atomic(lambda uow: uow.set_state("NOPE", F, "x", 12.0, expected=P))
+    got = store.read(lambda uow: (uow.get_transaction("REF1"), uow.events("REF1")))
+    assert (got[0].state, got[0].reason, got[0].updated_at) == (S, "posted", 11.0)
+    assert [(e.state, e.reason) for e in got[1]] == [(P, "created"), (S, "posted")]
 
 
 def test_debited_since_counts_live_payments_of_that_payer_only(store: Store) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sms.instructions import REFERENCE_ALPHABET, REFERENCE_LENGTH
-from storage.contract import Ledger, UnitOfWork
+from storage.contract import Ledger
 from storage.errors import NotFound
 
 
@@ -21,12 +21,13 @@ class Outcome:
     reference: str | None = None
 
 
-def new_reference(uow: UnitOfWork) -> str:
-    """A fresh, unambiguous 10-character transaction reference."""
-    while True:
-        ref = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
-        if uow.get_transaction(ref) is None:  # the primary key still guards a race
-            return ref
+def new_reference() -> str:
+    """A random, unambiguous 10-character transaction reference (32^10 of them).
+
+    Not looked up: the transaction's primary key refuses one taken already, and the store then
+    runs the unit of work again, which draws another (Store.atomic).
+    """
+    return "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
 
 
 def start_of_day(now: float, tz: ZoneInfo) -> float:

@@ -33,7 +33,7 @@ def pay(
     is held for review (app/services/holds.py) instead of completing.
     """
     settings = svc.settings
-    ref = new_reference(uow)
+    ref = new_reference()
     payout = is_vpa(instr.payee)
     payee_user = None if payout else uow.get_user_by_phone(instr.payee)
     lat, lon = (
@@ -122,7 +122,7 @@ def credit_wallet_in(
     user = uow.get_user_by_phone(phone)
     if user is None:
         raise errors.UnknownUser(f"no user has the number {mask_phone(phone)}")
-    ref = new_reference(uow)
+    ref = new_reference()
     txn = Transaction(
         reference=ref,
         kind=TransactionKind.CASH_IN,

@@ -367,3 +367,29 @@ def test_token_buckets_refill_grant_and_give_back(store: Store) -> None:
     assert take(5, 110.0) == 3  # refilled only up to the capacity
     assert take(1, 50.0) == 0  # a clock behind takes nothing it has not got
     assert take(4, 100.0, bucket="other") == 3  # buckets are apart
+
+
+def test_a_unit_refused_by_a_unique_key_runs_again_a_few_times(store: Store) -> None:
+    store.atomic(lambda uow: uow.insert_transaction(txn("TAKEN00001"), "created"))
+    draws = iter(["TAKEN00001", "TAKEN00001", "FRESH00001"])  # like a reference drawn at random
+    runs: list[str] = []
+
+    def unit(uow: UnitOfWork) -> str:
+        ref = next(draws)
+        runs.append(ref)
+        uow.insert_transaction(txn(ref), "created")
+        return ref
+
+    assert store.atomic(unit) == "FRESH00001"
+    assert runs == ["TAKEN00001", "TAKEN00001", "FRESH00001"]
+    assert store.read(lambda uow: uow.get_transaction("FRESH00001")) is not None
+
+    tries: list[int] = []
+
+    def always(uow: UnitOfWork) -> None:
+        tries.append(1)
+        uow.insert_transaction(txn("TAKEN00001"), "again")
+
+    with pytest.raises(DuplicateKey):  # a key that stays taken: the caller hears of it
+        store.atomic(always)
+    assert len(tries) == 4  # once, then 3 more

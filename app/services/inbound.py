@@ -189,12 +189,16 @@ def _open_and_run(
         return Outcome("bad_tag", replies.UNREADABLE), False
 
     digest = hashlib.sha256(frame.header + frame.sealed).hexdigest()[:32]
-    seen = uow.find_frame(frame.key_id, frame.counter)
+    verdict = device.window.check(frame.counter)
+    # a frame is stored in the unit of work that accepts its counter into the window, and the
+    # window only moves on: a counter it calls fresh has no stored frame (no read needed; the
+    # frames' unique key still refuses a concurrent twin, whose unit then runs again and reads)
+    seen = None if verdict is Verdict.FRESH else uow.find_frame(frame.key_id, frame.counter)
     if seen is not None and seen.digest and seen.digest != digest:
         return _burn_key(svc, uow, user, device, frame), False
     if seen is not None:  # the same SMS again, maybe through the other route
         return Outcome("duplicate", seen.reply, seen.reference), False
-    if device.window.check(frame.counter) is not Verdict.FRESH:
+    if verdict is not Verdict.FRESH:
         return Outcome("replay", replies.REPLAYED), False
     now = svc.clock.now()
     uow.save_window(device.key_id, device.window.accept(frame.counter), now)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -474,3 +475,26 @@ def test_a_tasker_phone_is_marked_seen_at_most_once_in_the_touch_interval(
     clock.advance(1)
     assert routes.tasker(ASHA, asha.balance())[0] == 200
     assert seen() == clock.now()
+
+
+def test_the_same_frame_through_both_routes_at_once_settles_once(
+    client: FlaskClient, world: World, asha: Phone, ravi: Phone, clock: FakeClock
+) -> None:
+    body = asha.pay(RAVI, 10_000, at=clock.now())
+    start = threading.Barrier(2)
+    answers: dict[str, tuple[int, str]] = {}
+
+    def deliver(route: str) -> None:
+        own = Routes(client.application.test_client(), world, clock)
+        start.wait()
+        answers[route] = own.send(route, ASHA, body)
+
+    threads = [threading.Thread(target=deliver, args=(r,)) for r in ("twilio", "tasker")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers["twilio"] == answers["tasker"] and "Paid Rs 100.00" in answers["tasker"][1]
+    assert balances(world) == (90_000, 10_000)
+    outcomes = sorted(r.outcome for r in world.svc.store.read(lambda uow: uow.inbound_for(ASHA)))
+    assert outcomes == ["duplicate", "paid"]

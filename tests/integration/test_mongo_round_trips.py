@@ -8,8 +8,8 @@ import pytest
 from bench.mongo_trips import count
 
 # measured with `python -m bench.mongo_trips`; lower these when a change saves a trip
-PAY_ROUND_TRIPS = 23
-BAL_ROUND_TRIPS = 11
+PAY_ROUND_TRIPS = 22
+BAL_ROUND_TRIPS = 10
 
 
 @pytest.fixture(scope="module")

@@ -215,6 +215,12 @@ class Services:
         return LastSeenKeys()
 
     @cached_property
+    def gateway_touches(self) -> dict[str, float]:
+        """When this process last wrote each Tasker phone's `last_seen_at` from an SMS it
+        forwarded (committed): app/services/inbound.py skips the write for GATEWAY_TOUCH_SECONDS."""
+        return {}
+
+    @cached_property
     def tz(self) -> ZoneInfo:
         """Local time zone for daily limits and times in SMS."""
         return ZoneInfo(self.settings.timezone)

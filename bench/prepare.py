@@ -156,7 +156,7 @@ def preload_history(
     def write(uow: UnitOfWork, first: int, last: int) -> None:
         for k in range(first, last):
             at, payee = times[k], payees[k % len(payees)]
-            ref = new_reference(uow)
+            ref = new_reference()
             txn = Transaction(
                 reference=ref, kind=TransactionKind.TRANSFER, amount=AMOUNT,
                 state=TransactionState.PENDING, created_at=at, updated_at=at,

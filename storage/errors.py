@@ -25,6 +25,10 @@ class NotFound(StoreError):
     """A record the caller relied on does not exist."""
 
 
+class StateChanged(StoreError):
+    """A conditional state change found the transaction in another state than expected."""
+
+
 class InsufficientFunds(StoreError):
     """A conditional debit found the balance too low; the whole unit of work is undone."""
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sms.instructions import REFERENCE_ALPHABET, REFERENCE_LENGTH
-from storage.contract import Ledger, UnitOfWork
+from storage.contract import Ledger
 from storage.errors import NotFound
 
 
@@ -21,18 +21,15 @@ class Outcome:
     reference: str | None = None
 
 
-def random_reference() -> str:
-    """10 characters of a 32-letter alphabet: 50 random bits, 5 a letter (one system call)."""
+def new_reference() -> str:
+    """A random, unambiguous 10-character transaction reference (32^10 of them): 50 random bits
+    from one draw, 5 a letter.
+
+    Not looked up: the transaction's primary key refuses one taken already, and the store then
+    runs the unit of work again, which draws another (Store.atomic).
+    """
     bits = int.from_bytes(secrets.token_bytes(7), "big")
     return "".join(REFERENCE_ALPHABET[(bits >> (5 * i)) & 31] for i in range(REFERENCE_LENGTH))
-
-
-def new_reference(uow: UnitOfWork) -> str:
-    """A fresh, unambiguous 10-character transaction reference."""
-    while True:
-        ref = random_reference()
-        if uow.get_transaction(ref) is None:  # the primary key still guards a race
-            return ref
 
 
 def start_of_day(now: float, tz: ZoneInfo) -> float:

@@ -39,6 +39,11 @@ from storage.contract import UnitOfWork
 from storage.models import Device, FrameRecord, InboundRecord, User
 
 log = logging.getLogger(__name__)
+# A Tasker phone's `last_seen_at` is written by an SMS it forwards at most once in this many
+# seconds per web process (and by each of its outbox polls): the dashboard flags a phone silent
+# after SMSPAY_KPI_TASKER_SILENT_MINUTES, so a value up to this much older changes nothing there,
+# and most SMS save the write (a round trip on MongoDB).
+GATEWAY_TOUCH_SECONDS = 30.0
 BURNED_KEY_ACTION = "device.burned"  # the audit entry the console's burned-key alarm shows
 
 
@@ -101,6 +106,10 @@ def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
         except InvalidMessage as exc:
             early = Outcome(f"undecodable:{exc.reason}", replies.UNREADABLE)
     ahead = _open_ahead(svc, sms, frame) if early is None else None
+    touches = svc.gateway_touches
+    touch = bool(sms.gateway_id) and (
+        sms.received_at - touches.get(sms.gateway_id or "", -math.inf) >= GATEWAY_TOUCH_SECONDS
+    )
 
     def unit(uow: UnitOfWork) -> SmsReply:
         if sms.provider_message_id:
@@ -109,7 +118,7 @@ def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
                 assert prior.id is not None
                 uow.count_redelivery(prior.id)
                 return SmsReply(prior.reply, sms.sender, "redelivered", prior.reference)
-        if sms.gateway_id:
+        if sms.gateway_id and touch:
             uow.touch_gateway(sms.gateway_id, sms.received_at)
         # the forwarding phone's bucket first: a flood through it costs no decryption
         outcome = _gateway_limited(svc, uow, sms) or early
@@ -134,6 +143,8 @@ def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
         return SmsReply(outcome.reply, sms.sender, outcome.code, outcome.reference)
 
     reply = svc.store.atomic(unit)
+    if sms.gateway_id and touch and reply.outcome != "redelivered":  # written and committed
+        touches[sms.gateway_id] = sms.received_at
     # the one INFO line of an SMS is the access line, which the web layer gives these fields
     log.debug(
         "inbound sms route=%s from=%s outcome=%s ref=%s",
@@ -178,12 +189,16 @@ def _open_and_run(
         return Outcome("bad_tag", replies.UNREADABLE), False
 
     digest = hashlib.sha256(frame.header + frame.sealed).hexdigest()[:32]
-    seen = uow.find_frame(frame.key_id, frame.counter)
+    verdict = device.window.check(frame.counter)
+    # a frame is stored in the unit of work that accepts its counter into the window, and the
+    # window only moves on: a counter it calls fresh has no stored frame (no read needed; the
+    # frames' unique key still refuses a concurrent twin, whose unit then runs again and reads)
+    seen = None if verdict is Verdict.FRESH else uow.find_frame(frame.key_id, frame.counter)
     if seen is not None and seen.digest and seen.digest != digest:
         return _burn_key(svc, uow, user, device, frame), False
     if seen is not None:  # the same SMS again, maybe through the other route
         return Outcome("duplicate", seen.reply, seen.reference), False
-    if device.window.check(frame.counter) is not Verdict.FRESH:
+    if verdict is not Verdict.FRESH:
         return Outcome("replay", replies.REPLAYED), False
     now = svc.clock.now()
     uow.save_window(device.key_id, device.window.accept(frame.counter), now)

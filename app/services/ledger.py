@@ -38,7 +38,7 @@ from typing import Protocol
 from app.services.common import ensure_account
 from app.services.errors import ServiceError
 from storage.contract import Ledger, Spending, Transactions
-from storage.errors import NotFound
+from storage.errors import NotFound, StateChanged
 from storage.models import (
     CASH_IN_ACCOUNT,
     GATEWAY_IN_ACCOUNT,
@@ -127,16 +127,33 @@ def move(uow: Moves, txn: Transaction | str, to: TransactionState, reason: str, 
     Judges the state the unit of work holds now, not the state of a `Transaction` read earlier;
     TransitionRefused if the table does not allow the step, NotFound for an unknown reference.
     A payment leaving the committed states no longer counts in its payer's running totals.
+
+    Given a `Transaction`, the step is judged from its state and written on the condition that
+    the transaction is still in it (no read); if it is not, the state held now is read and
+    judged as for a reference.
     """
     reference = txn if isinstance(txn, str) else txn.reference
-    current = uow.get_transaction(reference)
-    if current is None:
-        raise NotFound(f"no transaction {reference}")
-    if not allowed(current.state, to):
-        raise TransitionRefused(
-            f"{reference} is {current.state.value}; it may not move to {to.value}"
-        )
-    uow.set_state(reference, to, reason, now)
+    held = None if isinstance(txn, str) else txn
+    while True:
+        current = held if held is not None else uow.get_transaction(reference)
+        if current is None:
+            raise NotFound(f"no transaction {reference}")
+        try:
+            if not allowed(current.state, to):
+                raise TransitionRefused(
+                    f"{reference} is {current.state.value}; it may not move to {to.value}"
+                )
+            uow.set_state(reference, to, reason, now, expected=current.state)
+            break
+        except (TransitionRefused, StateChanged):
+            if held is None:  # judged against the state held now: the answer stands
+                raise
+            held = None  # the copy may be stale: read the state held now, once
+    _after_move(uow, current, to)
+
+
+def _after_move(uow: Moves, current: Transaction, to: TransactionState) -> None:
+    """The running totals once `current` (as it was before the move) moved to `to`."""
     if current.payer_id is not None and current.state in COMMITTED and to not in COMMITTED:
         uow.remove_spent(current.payer_id, current.amount, current.created_at)
 
@@ -158,13 +175,17 @@ def _payee(txn: Transaction) -> str:
     return user_account(txn.payee_id)
 
 
-def _post(uow: Ledger, txn: Transaction, debit: str, credit: str, now: float, amount: int) -> None:
-    uow.post_entry(txn.reference, [Posting(debit, -amount), Posting(credit, amount)], now)
+def _post(
+    uow: Ledger, txn: Transaction, debit: str, credit: str, now: float, amount: int
+) -> dict[str, int]:
+    return uow.post_entry(txn.reference, [Posting(debit, -amount), Posting(credit, amount)], now)
 
 
-def transfer(uow: Ledger, txn: Transaction, now: float) -> None:
-    """Wallet to wallet: payer -> payee."""
-    _post(uow, txn, _payer(txn), _payee(txn), now, txn.amount)
+def transfer(uow: Ledger, txn: Transaction, now: float) -> tuple[int, int]:
+    """Wallet to wallet: payer -> payee; returns the payer's and the payee's new balances."""
+    payer, payee = _payer(txn), _payee(txn)
+    balances = _post(uow, txn, payer, payee, now, txn.amount)
+    return balances[payer], balances[payee]
 
 
 def cash_in(uow: Ledger, txn: Transaction, now: float) -> None:

@@ -33,7 +33,7 @@ def pay(
     is held for review (app/services/holds.py) instead of completing.
     """
     settings = svc.settings
-    ref = new_reference(uow)
+    ref = new_reference()
     payout = is_vpa(instr.payee)
     payee_user = None if payout else uow.get_user_by_phone(instr.payee)
     lat, lon = (
@@ -71,7 +71,7 @@ def pay(
     ledger.open_payment(uow, txn, "instruction accepted", day_start, month_start)
 
     def refuse(code: str, reason: str) -> Outcome:
-        ledger.move(uow, ref, TransactionState.FAILED, code, now)
+        ledger.move(uow, txn, TransactionState.FAILED, code, now)  # PENDING, as inserted
         balance = uow.balance(payer.account)
         text = replies.payment_failed(instr.amount, mask_party(instr.payee), reason, ref, balance)
         return Outcome(f"refused:{code}", text, ref)
@@ -90,9 +90,9 @@ def pay(
         return settlement.start_payout(svc, uow, txn, payer, now)
     assert payee_user is not None
 
-    ledger.transfer(uow, txn, now)
-    ledger.move(uow, ref, TransactionState.SUCCESS, "ledger entry posted", now)
-    payee_balance = uow.balance(payee_user.account)
+    # the balances the posting left (no reads): the reply texts quote them
+    payer_balance, payee_balance = ledger.transfer(uow, txn, now)
+    ledger.move(uow, txn, TransactionState.SUCCESS, "ledger entry posted", now)
     uow.enqueue_sms(
         OutboundSms(
             to=payee_user.phone,
@@ -101,7 +101,7 @@ def pay(
             reference=ref,
         )
     )
-    text = replies.paid(instr.amount, mask_phone(payee_user.phone), ref, uow.balance(payer.account))
+    text = replies.paid(instr.amount, mask_phone(payee_user.phone), ref, payer_balance)
     return Outcome("paid", text, ref)
 
 
@@ -122,7 +122,7 @@ def credit_wallet_in(
     user = uow.get_user_by_phone(phone)
     if user is None:
         raise errors.UnknownUser(f"no user has the number {mask_phone(phone)}")
-    ref = new_reference(uow)
+    ref = new_reference()
     txn = Transaction(
         reference=ref,
         kind=TransactionKind.CASH_IN,

@@ -47,7 +47,7 @@ def hold_payment(
         if payer is None or payee is None:
             raise UnknownUser("payer and payee must be registered")
         txn = Transaction(
-            new_reference(uow), TransactionKind.TRANSFER, amount, TransactionState.PENDING,
+            new_reference(), TransactionKind.TRANSFER, amount, TransactionState.PENDING,
             now, now,
             payer_id=payer.id, payer_phone=payer.phone, payee_id=payee.id, payee=payee.phone,
             channel="risk",

@@ -244,7 +244,7 @@ def request_top_up(
     svc: Services, uow: UnitOfWork, user: User, amount: int, channel: str, now: float
 ) -> Outcome:
     """TOP: record a top-up and queue the payment link (the worker creates it and SMSes it)."""
-    ref = new_reference(uow)
+    ref = new_reference()
     uow.insert_transaction(
         Transaction(
             ref,

@@ -79,7 +79,13 @@ class Store(Protocol):
     """A storage backend."""
 
     def atomic(self, fn: Callable[[UnitOfWork], T]) -> T:
-        """Run `fn` in one write transaction; commit when it returns, undo when it raises."""
+        """Run `fn` in one write transaction; commit when it returns, undo when it raises.
+
+        When a unique key refuses one of its writes (DuplicateKey), `fn` is undone and run again,
+        a few times (3), before the DuplicateKey reaches the caller: the run again finds a
+        concurrent winner's record, or draws another random key (a transaction reference is
+        not looked up before its insert). So `fn` has no effects outside the unit of work.
+        """
         ...
 
     def read(self, fn: Callable[[UnitOfWork], T]) -> T:

@@ -22,8 +22,9 @@ class Ledger(Protocol):
         """The account's balance in paise; NotFound for an unknown account."""
         ...
 
-    def post_entry(self, reference: str, postings: Sequence[Posting], at: float) -> None:
-        """Apply a balanced entry atomically with conditional debits.
+    def post_entry(self, reference: str, postings: Sequence[Posting], at: float) -> dict[str, int]:
+        """Apply a balanced entry atomically with conditional debits; return each posted account's
+        balance after the entry (read by the same write that changed it: no further read).
 
         UnbalancedEntry if the postings do not sum to zero (or are fewer than two), NotFound for an
         unknown account, InsufficientFunds if a debit would take a non-negative account below zero;

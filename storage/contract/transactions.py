@@ -20,10 +20,19 @@ class Transactions(Protocol):
         """Add a transaction and its first event; DuplicateKey if the reference is taken."""
         ...
 
-    def set_state(self, reference: str, state: TransactionState, reason: str, at: float) -> None:
+    def set_state(
+        self,
+        reference: str,
+        state: TransactionState,
+        reason: str,
+        at: float,
+        expected: TransactionState | None = None,
+    ) -> None:
         """Move a transaction to `state` and append the event; NotFound for an unknown reference.
 
-        The store does not judge transitions: app/services/ledger.py holds the allowed ones.
+        With `expected`, the change is conditional: StateChanged (and nothing written) unless the
+        transaction is in that state now. The store does not judge transitions:
+        app/services/ledger.py holds the allowed ones.
         """
         ...
 

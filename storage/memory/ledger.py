@@ -25,11 +25,12 @@ class LedgerPart(Part):
             raise NotFound(f"account {account}")
         return found.balance
 
-    def post_entry(self, reference: str, postings: Sequence[Posting], at: float) -> None:
+    def post_entry(self, reference: str, postings: Sequence[Posting], at: float) -> dict[str, int]:
         if len(postings) < 2 or sum(p.amount for p in postings) != 0:
             raise UnbalancedEntry(f"entry for {reference} does not balance")
         t = self._w()
         entry_id = t.next_id("ledger_entries")
+        balances: dict[str, int] = {}
         for p in postings:  # one leg after the other, as SQLite and MongoDB apply them
             account = t.accounts.get(p.account)
             if account is None:
@@ -37,7 +38,9 @@ class LedgerPart(Part):
             if not account.allow_negative and account.balance + p.amount < 0:
                 raise InsufficientFunds(p.account)
             t.accounts[p.account] = replace(account, balance=account.balance + p.amount)
+            balances[p.account] = account.balance + p.amount
         t.ledger_entries[entry_id] = LedgerEntry(str(entry_id), reference, tuple(postings), at)
+        return balances
 
     def entries(self, reference: str) -> list[LedgerEntry]:
         found = [e for i, e in sorted(self._t.ledger_entries.items()) if e.reference == reference]

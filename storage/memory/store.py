@@ -14,10 +14,12 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from storage.contract import Store, UnitOfWork
+from storage.errors import DuplicateKey
 from storage.memory.tables import Tables
 from storage.memory.unit_of_work import MemoryUnitOfWork
 
 T = TypeVar("T")
+DUPLICATE_RETRIES = 3  # as every backend: see Store.atomic
 
 
 class MemoryStore:
@@ -40,7 +42,17 @@ class MemoryStore:
         self._local.inside = False
 
     def atomic(self, fn: Callable[[MemoryUnitOfWork], T]) -> T:
-        """Run `fn` on a copy of the tables; swap it in when `fn` returns, drop it if it raises."""
+        """Run `fn` on a copy of the tables; swap it in when `fn` returns, drop it if it raises
+        (and run it again, up to DUPLICATE_RETRIES times, if a unique key refused a write)."""
+        for attempt in range(DUPLICATE_RETRIES + 1):
+            try:
+                return self._atomic(fn)
+            except DuplicateKey:
+                if attempt == DUPLICATE_RETRIES:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _atomic(self, fn: Callable[[MemoryUnitOfWork], T]) -> T:
         self._enter()
         try:
             with self._lock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import replace
 
-from storage.errors import DuplicateKey, NotFound
+from storage.errors import DuplicateKey, NotFound, StateChanged
 from storage.memory.tables import Part, Tables
 from storage.models import (
     RecentPayment,
@@ -45,11 +45,20 @@ class TransactionsPart(Part):
             TransactionEvent(txn.reference, txn.state, reason, txn.created_at),
         )
 
-    def set_state(self, reference: str, state: TransactionState, reason: str, at: float) -> None:
+    def set_state(
+        self,
+        reference: str,
+        state: TransactionState,
+        reason: str,
+        at: float,
+        expected: TransactionState | None = None,
+    ) -> None:
         t = self._w()
         txn = t.transactions.get(reference)
         if txn is None:
             raise NotFound(f"transaction {reference}")
+        if expected is not None and txn.state is not expected:
+            raise StateChanged(f"{reference} is not {expected.value}")
         t.transactions[reference] = replace(txn, state=state, reason=reason, updated_at=at)
         t.events[reference] += (TransactionEvent(reference, state, reason, at),)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pymongo import ReturnDocument
+
 from storage.contract.ledger import Ledger
 from storage.errors import InsufficientFunds, NotFound, UnbalancedEntry
 from storage.models import Account, LedgerEntry, Posting
@@ -26,22 +28,30 @@ class MongoLedger(MongoBase, Ledger):
             raise NotFound(f"account {account}")
         return int(d["balance"])
 
-    def post_entry(self, reference: str, postings: Sequence[Posting], at: float) -> None:
-        """Apply a balanced entry: one conditional update per posting, then the entry itself."""
+    def post_entry(self, reference: str, postings: Sequence[Posting], at: float) -> dict[str, int]:
+        """Apply a balanced entry: one conditional update per posting, each returning the balance
+        it leaves, then the entry itself."""
         if len(postings) < 2 or sum(p.amount for p in postings) != 0:
             raise UnbalancedEntry(f"entry for {reference} does not balance")
+        balances: dict[str, int] = {}
         for p in postings:
             cond: dict[str, Any] = {"_id": p.account}
             if p.amount < 0:  # the filter is the check: no read, no race with another debit
                 cond["$or"] = [{"allow_negative": True}, {"balance": {"$gte": -p.amount}}]
-            result = self._db.accounts.update_one(
-                cond, {"$inc": {"balance": p.amount}}, session=self._s
+            after = self._db.accounts.find_one_and_update(
+                cond,
+                {"$inc": {"balance": p.amount}},
+                projection={"balance": 1},
+                return_document=ReturnDocument.AFTER,
+                session=self._s,
             )
-            if result.matched_count != 1:
+            if after is None:
                 if self._find("accounts", {"_id": p.account}) is None:
                     raise NotFound(f"account {p.account}")
                 raise InsufficientFunds(p.account)
+            balances[p.account] = int(after["balance"])
         self._insert("ledger_entries", docs.entry_doc(reference, postings, at))
+        return balances
 
     def entries(self, reference: str) -> list[LedgerEntry]:
         """The entries posted for one transaction, oldest first."""

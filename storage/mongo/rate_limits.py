@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ReturnDocument
 
 from storage.contract.rate_limits import RateLimits
 from storage.mongo.base import MongoBase
@@ -11,7 +14,7 @@ BUCKET_TTL_SECONDS = 86_400  # an idle bucket is full again long before MongoDB 
 
 
 class MongoRateLimits(MongoBase, RateLimits):
-    """One document per key, read and replaced inside the caller's transaction."""
+    """One document per key, written inside the caller's transaction."""
 
     def take_in_window(self, key: str, limit: int, window: float, want: int, now: float) -> int:
         """Take up to `want` of `limit` slots in the sliding window; returns the grant."""
@@ -30,20 +33,43 @@ class MongoRateLimits(MongoBase, RateLimits):
     def take_tokens(
         self, bucket: str, capacity: float, per_second: float, want: int, now: float
     ) -> int:
-        """Take up to `want` whole tokens from a bucket (new: full); returns the grant."""
-        d = self._find("rate_buckets", {"_id": bucket})
-        tokens = (
-            capacity if d is None else min(capacity, d["tokens"] + (now - d["at"]) * per_second)
-        )
-        granted = want if want < 0 else max(0, min(want, int(tokens)))  # want < 0: give back
-        self._db.rate_buckets.replace_one(
+        """Take up to `want` whole tokens from a bucket (new: full); returns the grant.
+
+        One round trip: the refill and the take are computed by the server in an update pipeline
+        (upserting a new bucket), which keeps the grant in the document for the reply.
+        """
+        if want < 0:  # give back: the grant is `want`, whatever the bucket holds
+            grant: Any = want
+        else:
+            grant = {"$max": [0, {"$min": [want, {"$trunc": "$tokens"}]}]}
+        refill = {"$add": ["$tokens", {"$multiply": [{"$subtract": [now, "$at"]}, per_second]}]}
+        found = self._db.rate_buckets.find_one_and_update(
             {"_id": bucket},
-            {
-                "tokens": min(capacity, tokens - granted),
-                "at": now,
-                "expires": datetime.fromtimestamp(now + BUCKET_TTL_SECONDS, UTC),
-            },
+            [
+                {  # the tokens held now (a new bucket is full)
+                    "$set": {
+                        "tokens": {
+                            "$cond": [
+                                {"$eq": [{"$type": "$at"}, "missing"]},
+                                capacity,
+                                {"$min": [capacity, refill]},
+                            ]
+                        }
+                    }
+                },
+                {"$set": {"granted": grant}},
+                {
+                    "$set": {
+                        "tokens": {"$min": [capacity, {"$subtract": ["$tokens", "$granted"]}]},
+                        "at": now,
+                        "expires": datetime.fromtimestamp(now + BUCKET_TTL_SECONDS, UTC),
+                    }
+                },
+            ],
+            projection={"granted": 1},
             upsert=True,
+            return_document=ReturnDocument.AFTER,
             session=self._s,
         )
-        return granted
+        assert found is not None  # upserted, and returned after the update
+        return int(found["granted"])

@@ -43,7 +43,18 @@ class MongoSpending(MongoBase, Spending):
         return day, month
 
     def add_spent(self, payer_id: str, amount: int, day_start: float, month_start: float) -> None:
-        """Count a committed payment created now (before it is inserted)."""
+        """Count a committed payment created now (before it is inserted).
+
+        One conditional `$inc` when the row already holds these periods (as after `spent`, which
+        a payment reads first); otherwise the row is brought to them and written, as before.
+        """
+        counted = self._db.spending.update_one(
+            {"_id": payer_id, "day_start": day_start, "month_start": month_start},
+            {"$inc": {"day_amount": amount, "month_amount": amount}},
+            session=self._s,
+        )
+        if counted.matched_count == 1:
+            return
         d0, day, m0, month = self._current(payer_id, day_start, month_start)
         self._write(payer_id, (d0, day + amount, m0, month + amount))
 

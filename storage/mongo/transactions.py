@@ -7,6 +7,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 
 from storage.contract.transactions import Transactions
+from storage.errors import NotFound, StateChanged
 from storage.models import (
     RecentPayment,
     Transaction,
@@ -52,16 +53,31 @@ class MongoTransactions(MongoBase, Transactions):
         first = [TransactionEvent(txn.reference, txn.state, reason, txn.created_at)]
         self._insert("transactions", docs.transaction_doc(txn, first))
 
-    def set_state(self, reference: str, state: TransactionState, reason: str, at: float) -> None:
-        """Move a transaction to `state` and append the event; NotFound for an unknown one."""
-        self._update(
-            "transactions",
-            {"_id": reference},
+    def set_state(
+        self,
+        reference: str,
+        state: TransactionState,
+        reason: str,
+        at: float,
+        expected: TransactionState | None = None,
+    ) -> None:
+        """Move a transaction to `state` and append the event, in one update (conditional on
+        `expected`); NotFound for an unknown one, StateChanged if not in `expected`."""
+        filter_: dict[str, Any] = {"_id": reference}
+        if expected is not None:
+            filter_["state"] = expected.value
+        result = self._db.transactions.update_one(
+            filter_,
             {
                 "$set": {"state": state.value, "reason": reason, "updated_at": at},
                 "$push": {"events": docs.event_doc(state, reason, at)},
             },
+            session=self._s,
         )
+        if result.matched_count != 1:
+            if expected is not None and self._find("transactions", {"_id": reference}):
+                raise StateChanged(f"{reference} is not {expected.value}")
+            raise NotFound(f"transactions {filter_}")
 
     def get_transaction(self, reference: str) -> Transaction | None:
         """The transaction with this reference, or None."""

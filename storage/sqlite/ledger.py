@@ -26,26 +26,30 @@ class SqliteLedger(SqliteBase, Ledger):
             raise NotFound(f"account {account}")
         return int(row[0])
 
-    def post_entry(self, reference: str, postings: Sequence[Posting], at: float) -> None:
-        """Apply a balanced entry; each debit is conditional on the balance it leaves."""
+    def post_entry(self, reference: str, postings: Sequence[Posting], at: float) -> dict[str, int]:
+        """Apply a balanced entry; each debit is conditional on the balance it leaves, which the
+        update returns."""
         if len(postings) < 2 or sum(p.amount for p in postings) != 0:
             raise UnbalancedEntry(f"entry for {reference} does not balance")
         entry_id = self._insert(
             "INSERT INTO ledger_entries (reference, created_at) VALUES (?, ?)", reference, at
         )
+        balances: dict[str, int] = {}
         for p in postings:
-            cur = self._c.execute(
+            row = self._c.execute(
                 "UPDATE accounts SET balance = balance + ? WHERE id = ?"
-                " AND (allow_negative OR balance + ? >= 0)",
+                " AND (allow_negative OR balance + ? >= 0) RETURNING balance",
                 (p.amount, p.account, p.amount),
-            )
-            if cur.rowcount != 1:
+            ).fetchone()
+            if row is None:
                 if self._one("SELECT 1 FROM accounts WHERE id = ?", p.account) is None:
                     raise NotFound(f"account {p.account}")
                 raise InsufficientFunds(p.account)
+            balances[p.account] = int(row[0])
             self._c.execute(
                 "INSERT INTO postings VALUES (?, ?, ?)", (entry_id, p.account, p.amount)
             )
+        return balances
 
     def entries(self, reference: str) -> list[LedgerEntry]:
         """The entries posted for one transaction, oldest first, postings in the order given."""

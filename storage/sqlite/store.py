@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from storage.errors import StoreUnavailable
+from storage.errors import DuplicateKey, StoreUnavailable
 from storage.sqlite.checkpoints import Checkpointer
 from storage.sqlite.group_commit import GroupCommit, Unit
 from storage.sqlite.migrations import migrate, refuse_newer
@@ -29,6 +29,7 @@ T = TypeVar("T")
 # app/web/metrics.py turns these into /metrics figures. Storage knows nothing of Prometheus.
 BATCH_OBSERVERS: list[Callable[[int, float, float], None]] = []
 BUSY_TIMEOUT_MS = 15_000
+DUPLICATE_RETRIES = 3  # runs of a unit of work again after a unique key refused a write
 MIN_FREE_BYTES = 1 << 20  # readiness: less room than this on the file's disk is "full"
 log = logging.getLogger(__name__)
 
@@ -243,7 +244,13 @@ class SqliteStore:
         if self._group is None or self._group_pid != os.getpid():
             self._group, self._group_pid = GroupCommit(self._run_batch), os.getpid()
             self._checkpoints = Checkpointer(self._open)
-        return self._group.submit(fn)
+        for attempt in range(DUPLICATE_RETRIES + 1):  # a refused unit is undone alone
+            try:
+                return self._group.submit(fn)
+            except DuplicateKey:
+                if attempt == DUPLICATE_RETRIES:
+                    raise
+        raise AssertionError("unreachable")
 
     def read(self, fn: Callable[[SqliteUnitOfWork], T]) -> T:
         """A read-only snapshot (WAL readers do not block writers)."""

@@ -6,6 +6,7 @@ import sqlite3
 from typing import Any
 
 from storage.contract import Transactions
+from storage.errors import NotFound, StateChanged
 from storage.models import (
     RecentPayment,
     Transaction,
@@ -59,12 +60,33 @@ class SqliteTransactions(SqliteBase, Transactions):
         insert_transaction_row(self._c, txn)
         insert_event(self._c, txn.reference, txn.state, reason, txn.created_at)
 
-    def set_state(self, reference: str, state: TransactionState, reason: str, at: float) -> None:
-        """Move a transaction to `state` and append the event; NotFound for an unknown one."""
-        self._update(
-            "UPDATE transactions SET state = ?, reason = ?, updated_at = ? WHERE reference = ?",
-            state.value, reason, at, reference,
-        )  # fmt: skip
+    def set_state(
+        self,
+        reference: str,
+        state: TransactionState,
+        reason: str,
+        at: float,
+        expected: TransactionState | None = None,
+    ) -> None:
+        """Move a transaction to `state` (conditional on `expected`) and append the event;
+        NotFound for an unknown one, StateChanged if not in `expected`."""
+        if expected is None:
+            self._update(
+                "UPDATE transactions SET state = ?, reason = ?, updated_at = ? WHERE reference = ?",
+                state.value, reason, at, reference,
+            )  # fmt: skip
+        else:
+            cur = self._c.execute(
+                "UPDATE transactions SET state = ?, reason = ?, updated_at = ?"
+                " WHERE reference = ? AND state = ?",
+                (state.value, reason, at, reference, expected.value),
+            )
+            if cur.rowcount == 1:
+                insert_event(self._c, reference, state, reason, at)
+                return
+            if self._one("SELECT 1 FROM transactions WHERE reference = ?", reference) is None:
+                raise NotFound(f"transaction {reference}")
+            raise StateChanged(f"{reference} is not {expected.value}")
         insert_event(self._c, reference, state, reason, at)
 
     def get_transaction(self, reference: str) -> Transaction | None:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
 from app.bootstrap import Services
+from app.services.inbound import GATEWAY_TOUCH_SECONDS
 from sms import replies
 from tests.conftest import World
 from tests.support import (
@@ -454,3 +456,45 @@ def test_errors_are_short_json_and_keep_their_headers(client: FlaskClient) -> No
     assert r.get_json() == {"error": r.get_json()["error"]} and r.get_json()["error"]
     r = client.post("/sms/tasker", data=b"x" * 20_000, headers={"Content-Type": "application/json"})
     assert r.status_code == 413 and r.is_json
+
+
+def test_a_tasker_phone_is_marked_seen_at_most_once_in_the_touch_interval(
+    routes: Routes, svc: Services, world: World, asha: Phone, ravi: Phone, clock: FakeClock
+) -> None:
+    def seen() -> float | None:
+        gateway = svc.store.read(lambda uow: uow.get_gateway(world.gateway_id))
+        assert gateway is not None
+        return gateway.last_seen_at
+
+    first = clock.now()
+    assert routes.tasker(ASHA, asha.balance())[0] == 200
+    assert seen() == first
+    clock.advance(GATEWAY_TOUCH_SECONDS - 1)
+    assert routes.tasker(ASHA, asha.balance())[0] == 200
+    assert seen() == first  # written a moment ago by this process: not again
+    clock.advance(1)
+    assert routes.tasker(ASHA, asha.balance())[0] == 200
+    assert seen() == clock.now()
+
+
+def test_the_same_frame_through_both_routes_at_once_settles_once(
+    client: FlaskClient, world: World, asha: Phone, ravi: Phone, clock: FakeClock
+) -> None:
+    body = asha.pay(RAVI, 10_000, at=clock.now())
+    start = threading.Barrier(2)
+    answers: dict[str, tuple[int, str]] = {}
+
+    def deliver(route: str) -> None:
+        own = Routes(client.application.test_client(), world, clock)
+        start.wait()
+        answers[route] = own.send(route, ASHA, body)
+
+    threads = [threading.Thread(target=deliver, args=(r,)) for r in ("twilio", "tasker")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers["twilio"] == answers["tasker"] and "Paid Rs 100.00" in answers["tasker"][1]
+    assert balances(world) == (90_000, 10_000)
+    outcomes = sorted(r.outcome for r in world.svc.store.read(lambda uow: uow.inbound_for(ASHA)))
+    assert outcomes == ["duplicate", "paid"]

@@ -10,7 +10,13 @@ import pytest
 
 from crypto.replay import ReplayWindow
 from storage.contract import Store, UnitOfWork
-from storage.errors import DuplicateKey, InsufficientFunds, NotFound, UnbalancedEntry
+from storage.errors import (
+    DuplicateKey,
+    InsufficientFunds,
+    NotFound,
+    StateChanged,
+    UnbalancedEntry,
+)
 from storage.models import (
     Device,
     FrameRecord,
@@ -98,9 +104,10 @@ def test_ledger_entries_balance_and_never_overdraw(store: Store) -> None:
         store.atomic(
             lambda uow: uow.post_entry("X", [Posting("user:a", -1), Posting("nope", 1)], 2)
         )
-    store.atomic(
+    after = store.atomic(
         lambda uow: uow.post_entry("T1", [Posting("user:a", -500), Posting("user:b", 500)], 3)
     )
+    assert after == {"user:a": 0, "user:b": 500}  # the balances the entry left
 
     def read(uow: UnitOfWork) -> tuple[int, int, int, int, Any]:
         return (uow.balance("user:a"), uow.balance("user:b"), uow.balance("system:cash_in"),
@@ -141,6 +148,19 @@ def test_transactions_keep_an_ordered_history(store: Store) -> None:
     events = store.read(lambda uow: uow.events("REF1"))
     assert [(e.state.value, e.reason) for e in events] == [
         ("PENDING", "created"), ("PROCESSING", "sent"), ("SUCCESS", "settled")]  # fmt: skip
+
+
+def test_a_state_change_can_be_conditional_on_the_state_held(store: Store) -> None:
+    P, S, F = TransactionState.PENDING, TransactionState.SUCCESS, TransactionState.FAILED
+    store.atomic(lambda uow: uow.insert_transaction(txn("REF1"), "created"))
+    store.atomic(lambda uow: uow.set_state("REF1", S, "posted", 11.0, expected=P))
+    with pytest.raises(StateChanged):  # no longer PENDING: nothing written
+        store.atomic(lambda uow: uow.set_state("REF1", F, "late", 12.0, expected=P))
+    with pytest.raises(NotFound):
+        store.atomic(lambda uow: uow.set_state("NOPE", F, "x", 12.0, expected=P))
+    got = store.read(lambda uow: (uow.get_transaction("REF1"), uow.events("REF1")))
+    assert (got[0].state, got[0].reason, got[0].updated_at) == (S, "posted", 11.0)
+    assert [(e.state, e.reason) for e in got[1]] == [(P, "created"), (S, "posted")]
 
 
 def test_debited_since_counts_live_payments_of_that_payer_only(store: Store) -> None:
@@ -333,3 +353,43 @@ def test_sms_counts_by_status(store: Store) -> None:
     assert first.id is not None
     store.atomic(lambda uow: uow.update_sms(str(first.id), 2.0, status="delivered"))
     assert store.read(lambda uow: uow.sms_counts()) == {"pending": 2, "delivered": 1}
+
+
+def test_token_buckets_refill_grant_and_give_back(store: Store) -> None:
+    def take(want: int, now: float, bucket: str = "b") -> int:
+        return store.atomic(lambda uow: uow.take_tokens(bucket, 3, 0.5, want, now))
+
+    assert take(2, 100.0) == 2  # a new bucket is full: 3, 1 left
+    assert take(2, 100.0) == 1  # only whole tokens: 1 left, 0 after
+    assert take(1, 101.0) == 0  # 0.5 refilled: not a whole token
+    assert take(1, 102.0) == 1  # 0.5 + 1.0 = 1.5: one granted, 0.5 left
+    assert take(-1, 102.0) == -1  # given back: 1.5
+    assert take(5, 110.0) == 3  # refilled only up to the capacity
+    assert take(1, 50.0) == 0  # a clock behind takes nothing it has not got
+    assert take(4, 100.0, bucket="other") == 3  # buckets are apart
+
+
+def test_a_unit_refused_by_a_unique_key_runs_again_a_few_times(store: Store) -> None:
+    store.atomic(lambda uow: uow.insert_transaction(txn("TAKEN00001"), "created"))
+    draws = iter(["TAKEN00001", "TAKEN00001", "FRESH00001"])  # like a reference drawn at random
+    runs: list[str] = []
+
+    def unit(uow: UnitOfWork) -> str:
+        ref = next(draws)
+        runs.append(ref)
+        uow.insert_transaction(txn(ref), "created")
+        return ref
+
+    assert store.atomic(unit) == "FRESH00001"
+    assert runs == ["TAKEN00001", "TAKEN00001", "FRESH00001"]
+    assert store.read(lambda uow: uow.get_transaction("FRESH00001")) is not None
+
+    tries: list[int] = []
+
+    def always(uow: UnitOfWork) -> None:
+        tries.append(1)
+        uow.insert_transaction(txn("TAKEN00001"), "again")
+
+    with pytest.raises(DuplicateKey):  # a key that stays taken: the caller hears of it
+        store.atomic(always)
+    assert len(tries) == 4  # once, then 3 more

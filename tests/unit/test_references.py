@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections import Counter
 
-from app.services.common import random_reference
+from app.services.common import new_reference
 from sms.instructions import REFERENCE, REFERENCE_ALPHABET
 
 
 def test_a_reference_is_ten_letters_of_the_alphabet() -> None:
     for _ in range(1000):
-        assert REFERENCE.fullmatch(random_reference())
+        assert REFERENCE.fullmatch(new_reference())
 
 
 def test_every_letter_turns_up_in_every_position() -> None:
-    draws = [random_reference() for _ in range(4000)]
+    draws = [new_reference() for _ in range(4000)]
     for position in range(10):
         seen = Counter(ref[position] for ref in draws)
         assert set(seen) == set(REFERENCE_ALPHABET)

@@ -10,7 +10,7 @@ import pytest
 from app.services import ledger, settlement
 from app.services.ledger import TRANSITIONS, TransitionRefused, move
 from gateway_clients.base import PayoutStatus
-from storage.errors import NotFound
+from storage.errors import NotFound, StateChanged
 from storage.models import Transaction, TransactionKind, TransactionState
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,11 +71,24 @@ class FakeTransactions:
     def __init__(self, state: TransactionState) -> None:
         self.txn = Transaction("REF0000001", TransactionKind.TRANSFER, 100, state, 1.0, 1.0)
         self.calls: list[tuple[str, TransactionState, str, float]] = []
+        self.reads = 0
 
     def get_transaction(self, reference: str) -> Transaction | None:
+        self.reads += 1
         return self.txn if reference == self.txn.reference else None
 
-    def set_state(self, reference: str, state: TransactionState, reason: str, at: float) -> None:
+    def set_state(
+        self,
+        reference: str,
+        state: TransactionState,
+        reason: str,
+        at: float,
+        expected: TransactionState | None = None,
+    ) -> None:
+        if reference != self.txn.reference:
+            raise NotFound(reference)
+        if expected is not None and expected is not self.txn.state:
+            raise StateChanged(reference)
         self.calls.append((reference, state, reason, at))
 
 
@@ -100,6 +113,20 @@ def test_move_judges_the_state_held_now_not_a_stale_copy() -> None:
     with pytest.raises(TransitionRefused):
         move(uow, stale, P, "again", 5.0)
     assert uow.calls == []
+
+
+def test_move_of_a_current_transaction_writes_without_reading_it_again() -> None:
+    uow = FakeTransactions(P)
+    move(uow, uow.txn, S, "posted", 5.0)
+    assert (uow.calls, uow.reads) == ([("REF0000001", S, "posted", 5.0)], 0)
+
+
+def test_move_of_a_stale_copy_whose_step_looks_allowed_judges_the_state_held_now() -> None:
+    uow = FakeTransactions(F)  # held now: FAILED; the copy says PENDING, from which SUCCESS is fine
+    stale = Transaction("REF0000001", TransactionKind.TRANSFER, 100, P, 1.0, 1.0)
+    with pytest.raises(TransitionRefused, match="is FAILED"):
+        move(uow, stale, S, "posted", 5.0)
+    assert (uow.calls, uow.reads) == ([], 1)
 
 
 def test_move_of_an_unknown_reference_is_not_found() -> None:

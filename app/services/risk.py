@@ -85,6 +85,9 @@ class Past:
     payee_first_paid: float | None  # when the payer first paid this payee (not failed), or None
     balance: int = 0  # the payer's wallet now
     area: tuple[float, float] | None = None  # the usual area staff set, which wins over learning
+    # committed to this payee in the last 24 h, read when `recent` may not hold all of them (more
+    # than HISTORY_LIMIT payments in 24 h); None: `recent` holds them all
+    paid_to_payee_24h: int | None = None
 
 
 def past_of(
@@ -96,13 +99,22 @@ def past_of(
     area = None if payer.area_lat is None or payer.area_lon is None else (
         payer.area_lat, payer.area_lon)  # fmt: skip
     spent_today, spent_month = uow.spent(payer_id, day_start, month_start)
+    recent = uow.recent_payments(payer_id, now - LOOKBACK, HISTORY_LIMIT)
+    first_paid = uow.first_payment_to(payer_id, payee)
+    paid_24h = None
+    new_payee_paid = first_paid is not None and now - first_paid < NEW_PAYEE_SECONDS
+    if new_payee_paid and len(recent) == HISTORY_LIMIT and recent[-1].created_at > now - DAY:
+        # the newest HISTORY_LIMIT payments all fall within 24 h: older ones to this payee may
+        # be missing from `recent`, so the new-payee daily cap gets its own sum (by index)
+        paid_24h = uow.debited_since(payer_id, now - DAY, payee)
     return Past(
         area=area,
         balance=uow.balance(user_account(payer_id)),
-        recent=uow.recent_payments(payer_id, now - LOOKBACK, HISTORY_LIMIT),
+        recent=recent,
         spent_today=spent_today,
         spent_month=spent_month,
-        payee_first_paid=uow.first_payment_to(payer_id, payee),
+        payee_first_paid=first_paid,
+        paid_to_payee_24h=paid_24h,
     )
 
 
@@ -213,7 +225,11 @@ def new_payee_daily_cap(a: Attempt, past: Past, s: Settings) -> Decision | None:
     """A payee first paid in the last 24 hours: a lower cap on what they get in 24 hours."""
     if not is_new_payee(a, past):
         return None
-    paid = sum(t.amount for t in _live(past) if t.payee == a.payee and a.now - t.created_at < DAY)
+    paid = past.paid_to_payee_24h
+    if paid is None:
+        paid = sum(
+            t.amount for t in _live(past) if t.payee == a.payee and a.now - t.created_at < DAY
+        )
     limit = s.limit_new_payee_per_day_paise
     if paid + a.amount <= limit:
         return None

@@ -44,8 +44,9 @@ class Transactions(Protocol):
         """Every state the transaction went through, oldest first."""
         ...
 
-    def debited_since(self, user_id: str, since: float) -> int:
-        """Paise a payer committed since `since` (PENDING, PROCESSING, SUCCESS, FLAGGED).
+    def debited_since(self, user_id: str, since: float, payee: str | None = None) -> int:
+        """Paise a payer committed since `since` (PENDING, PROCESSING, SUCCESS, FLAGGED), to
+        `payee` only when one is given.
 
         A sum over the payer's payments: the reference the running totals (`Spending`) equal.
         """

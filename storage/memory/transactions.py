@@ -24,12 +24,16 @@ LIVE_STATES = (
 FINAL_STATES = (TransactionState.SUCCESS, TransactionState.FAILED)
 
 
-def committed_since(t: Tables, payer_id: str, since: float) -> int:
-    """Paise a payer committed since `since`: the sum behind `debited_since` and the totals."""
+def committed_since(t: Tables, payer_id: str, since: float, payee: str | None = None) -> int:
+    """Paise a payer committed since `since` (to `payee` only, if given): the sum behind
+    `debited_since` and the totals."""
     return sum(
         x.amount
         for x in t.transactions.values()
-        if x.payer_id == payer_id and x.created_at >= since and x.state in LIVE_STATES
+        if x.payer_id == payer_id
+        and x.created_at >= since
+        and x.state in LIVE_STATES
+        and (payee is None or x.payee == payee)
     )
 
 
@@ -68,8 +72,8 @@ class TransactionsPart(Part):
     def events(self, reference: str) -> list[TransactionEvent]:
         return list(self._t.events.get(reference, ()))
 
-    def debited_since(self, user_id: str, since: float) -> int:
-        return committed_since(self._t, user_id, since)
+    def debited_since(self, user_id: str, since: float, payee: str | None = None) -> int:
+        return committed_since(self._t, user_id, since, payee)
 
     def recent_payments(self, payer_id: str, since: float, limit: int) -> list[RecentPayment]:
         found = [

@@ -25,18 +25,20 @@ FINAL_STATES = ["SUCCESS", "FAILED"]
 RECENT_FIELDS = {"payee": 1, "amount": 1, "created_at": 1, "state": 1, "lat": 1, "lon": 1}
 
 
-def committed_since(base: MongoBase, payer_id: str, since: float) -> int:
-    """Paise a payer committed since `since`: the sum behind `debited_since` and the totals."""
+def committed_since(base: MongoBase, payer_id: str, since: float, payee: str | None = None) -> int:
+    """Paise a payer committed since `since` (to `payee` only, if given): the sum behind
+    `debited_since` and the totals."""
+    match: dict[str, Any] = {
+        "payer_id": payer_id,
+        "created_at": {"$gte": since},
+        "state": {"$in": LIVE_STATES},
+    }
+    if payee is not None:
+        match["payee"] = payee
     rows = list(
         base._db.transactions.aggregate(
             [
-                {
-                    "$match": {
-                        "payer_id": payer_id,
-                        "created_at": {"$gte": since},
-                        "state": {"$in": LIVE_STATES},
-                    }
-                },
+                {"$match": match},
                 {"$group": {"_id": None, "total": {"$sum": "$amount"}}},
             ],
             session=base._s,
@@ -89,9 +91,9 @@ class MongoTransactions(MongoBase, Transactions):
         d = self._db.transactions.find_one({"_id": reference}, {"events": 1}, session=self._s)
         return docs.events(reference, d)
 
-    def debited_since(self, user_id: str, since: float) -> int:
-        """Paise a payer committed since `since`."""
-        return committed_since(self, user_id, since)
+    def debited_since(self, user_id: str, since: float, payee: str | None = None) -> int:
+        """Paise a payer committed since `since` (to `payee` only, if given)."""
+        return committed_since(self, user_id, since, payee)
 
     def recent_payments(self, payer_id: str, since: float, limit: int) -> list[RecentPayment]:
         """A payer's newest payments since `since`, only the fields the rules read."""

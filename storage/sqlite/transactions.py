@@ -32,12 +32,17 @@ def insert_transaction_row(conn: sqlite3.Connection, txn: Transaction) -> None:
     )  # fmt: skip
 
 
-def committed_since(conn: sqlite3.Connection, payer_id: str, since: float) -> int:
-    """Paise a payer committed since `since`: the sum behind `debited_since` and the totals."""
+def committed_since(
+    conn: sqlite3.Connection, payer_id: str, since: float, payee: str | None = None
+) -> int:
+    """Paise a payer committed since `since` (to `payee` only, if given): the sum behind
+    `debited_since` and the totals."""
+    to_payee = "" if payee is None else " AND payee = ?"
     row = conn.execute(
         "SELECT COALESCE(SUM(amount), 0) FROM transactions WHERE payer_id = ?"
-        " AND created_at >= ? AND state IN ('PENDING', 'PROCESSING', 'SUCCESS', 'FLAGGED')",
-        (payer_id, since),
+        + to_payee
+        + " AND created_at >= ? AND state IN ('PENDING', 'PROCESSING', 'SUCCESS', 'FLAGGED')",
+        (payer_id, since) if payee is None else (payer_id, payee, since),
     ).fetchone()
     return int(row[0])
 
@@ -103,9 +108,9 @@ class SqliteTransactions(SqliteBase, Transactions):
         )
         return [TransactionEvent(r[0], TransactionState(r[1]), r[2], r[3]) for r in rows]
 
-    def debited_since(self, user_id: str, since: float) -> int:
+    def debited_since(self, user_id: str, since: float, payee: str | None = None) -> int:
         """Paise a payer committed since `since` (PENDING, PROCESSING, SUCCESS, FLAGGED)."""
-        return committed_since(self._c, user_id, since)
+        return committed_since(self._c, user_id, since, payee)
 
     def recent_payments(self, payer_id: str, since: float, limit: int) -> list[RecentPayment]:
         """A payer's newest payments since `since`, as light tuples, newest first."""

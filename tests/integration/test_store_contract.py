@@ -204,6 +204,12 @@ def test_a_payers_recent_payments_and_first_payment_to_a_payee(store: Store) -> 
     assert store.read(lambda uow: uow.first_payment_to("u1", "+912222222222")) == 10.0
     assert store.read(lambda uow: uow.first_payment_to("u2", "+912222222222")) == 5.0
     assert store.read(lambda uow: uow.first_payment_to("u1", "+913333333333")) is None  # failed
+    # what a payer committed to one payee (the new-payee daily cap's own sum)
+    assert store.read(lambda uow: uow.debited_since("u1", 0, "+912222222222")) == 300
+    assert store.read(lambda uow: uow.debited_since("u1", 15.0, "+912222222222")) == 200
+    assert store.read(lambda uow: uow.debited_since("u1", 0, "+913333333333")) == 0  # failed
+    assert store.read(lambda uow: uow.debited_since("u2", 0, "+912222222222")) == 800
+    assert store.read(lambda uow: uow.debited_since("u1", 0)) == 300  # every payee
 
 
 def test_devices_windows_and_gateways(store: Store) -> None:

@@ -5,17 +5,18 @@ reviewed, and a device key burned by a reused counter."""
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
-from app.services import admin, kpis, review, staff
+from app.services import admin, kpis, review, risk, staff
 from app.services.inbound import BURNED_KEY_ACTION, handle_inbound_sms
 from sms import replies
 from sms.inbound import InboundSms, Route
 from sms.instructions import format_pay
 from storage.models import HELD_ACCOUNT, StaffRole, TransactionState
-from tests.support import Phone
-from tests.unit.conftest import NOON, Money
+from tests.support import FakeClock, Phone
+from tests.unit.conftest import NOON, Money, build_services
 
-ASHA, RAVI = "+919876543210", "+919812345678"
+ASHA, RAVI, OTHER = "+919876543210", "+919812345678", "+919800000003"
 HOME = "12.9716,77.5946"  # Bengaluru
 FAR = "13.4213,77.5946"  # 50 km due north
 
@@ -154,3 +155,33 @@ def test_the_dashboard_separates_mistakes_and_counts_what_the_controls_did(money
     assert today.rate_limited == 3 and today.flags == {"geofence": 1}
     burned = kpis.dashboard(money.svc).burned_keys
     assert [b.target for b in burned] == [ASHA]
+
+
+def test_the_new_payee_daily_cap_counts_payments_older_than_the_recent_ones_read(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """The rules read the payer's newest HISTORY_LIMIT payments; after more than that many in
+    24 h, what a new payee already got is summed on its own, so the cap still holds."""
+    money = Money(
+        build_services(
+            tmp_path, clock, risk_user_per_minute=0, risk_velocity_payees=0,
+            risk_amount_multiple=0,
+        ),
+        clock,
+    )  # fmt: skip
+    asha = money.user(ASHA, rupees=20_000)
+    money.user(RAVI)
+    money.user(OTHER)
+    for _ in range(4):  # Rs 4,000 of the Rs 5,000 a new payee may get in 24 h
+        clock.advance(1)
+        assert money.pay(asha, RAVI, 100_000).outcome == "paid"
+    for _ in range(risk.HISTORY_LIMIT):  # pushes those four out of the newest payments read
+        clock.advance(1)
+        assert money.pay(asha, OTHER, 100).outcome == "paid"
+    clock.advance(1)
+    assert money.pay(asha, RAVI, 100_000).outcome == "paid"  # Rs 5,000: the cap, not over it
+    clock.advance(1)
+    refused = money.pay(asha, RAVI, 100)
+    assert refused.outcome == "refused:over_new_payee_daily_limit"
+    assert money.txn(refused.reference).state is TransactionState.FAILED
+    money.check_books()

@@ -88,10 +88,18 @@ class Past:
     # committed to this payee in the last 24 h, read when `recent` may not hold all of them (more
     # than HISTORY_LIMIT payments in 24 h); None: `recent` holds them all
     paid_to_payee_24h: int | None = None
+    # the payees paid in the velocity window, read when `recent` may not hold all of them
+    payees_in_window: frozenset[str] | None = None
 
 
 def past_of(
-    uow: Reads, payer: User, payee: str, now: float, day_start: float, month_start: float
+    uow: Reads,
+    payer: User,
+    payee: str,
+    now: float,
+    day_start: float,
+    month_start: float,
+    velocity_seconds: int = 3600,
 ) -> Past:
     """Read the payer's history for `judge` (inside the payment's unit of work): a bounded
     number of reads, each by an index, whatever the length of the payer's history."""
@@ -107,6 +115,10 @@ def past_of(
         # the newest HISTORY_LIMIT payments all fall within 24 h: older ones to this payee may
         # be missing from `recent`, so the new-payee daily cap gets its own sum (by index)
         paid_24h = uow.debited_since(payer_id, now - DAY, payee)
+    payees = None
+    if len(recent) == HISTORY_LIMIT and recent[-1].created_at > now - velocity_seconds:
+        # the same for the velocity window: its payees may reach further back than `recent`
+        payees = frozenset(uow.payees_paid_since(payer_id, now - velocity_seconds))
     return Past(
         area=area,
         balance=uow.balance(user_account(payer_id)),
@@ -115,6 +127,7 @@ def past_of(
         spent_month=spent_month,
         payee_first_paid=first_paid,
         paid_to_payee_24h=paid_24h,
+        payees_in_window=payees,
     )
 
 
@@ -246,7 +259,11 @@ def velocity_payees(a: Attempt, past: Past, s: Settings) -> Decision | None:
     if not most:
         return None
     window = s.risk_velocity_seconds
-    payees = {t.payee for t in _live(past) if a.now - t.created_at < window} | {a.payee}
+    payees: set[str | None]
+    if past.payees_in_window is not None:
+        payees = {*past.payees_in_window, a.payee}
+    else:
+        payees = {t.payee for t in _live(past) if a.now - t.created_at < window} | {a.payee}
     if len(payees) <= most:
         return None
     return Decision(

@@ -57,6 +57,11 @@ class Transactions(Protocol):
         newest first (then by reference): only what the risk rules read."""
         ...
 
+    def payees_paid_since(self, payer_id: str, since: float) -> set[str]:
+        """The payees of the payer's committed payments (PENDING, PROCESSING, SUCCESS, FLAGGED)
+        created at or after `since`."""
+        ...
+
     def first_payment_to(self, payer_id: str, payee: str) -> float | None:
         """When the payer first made a payment to `payee` that did not fail, or None."""
         ...

@@ -87,6 +87,16 @@ class TransactionsPart(Part):
             for t in found[:limit]
         ]
 
+    def payees_paid_since(self, payer_id: str, since: float) -> set[str]:
+        return {
+            t.payee
+            for t in self._t.transactions.values()
+            if t.payer_id == payer_id
+            and t.created_at >= since
+            and t.state in LIVE_STATES
+            and t.payee is not None
+        }
+
     def first_payment_to(self, payer_id: str, payee: str) -> float | None:
         times = [
             t.created_at

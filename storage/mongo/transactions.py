@@ -115,6 +115,14 @@ class MongoTransactions(MongoBase, Transactions):
             for d in found.limit(limit)
         ]
 
+    def payees_paid_since(self, payer_id: str, since: float) -> set[str]:
+        """The payees of the payer's committed payments created at or after `since`."""
+        match = {"payer_id": payer_id, "created_at": {"$gte": since}, "state": {"$in": LIVE_STATES}}
+        rows = self._db.transactions.aggregate(
+            [{"$match": match}, {"$group": {"_id": "$payee"}}], session=self._s
+        )
+        return {row["_id"] for row in rows}
+
     def first_payment_to(self, payer_id: str, payee: str) -> float | None:
         """When the payer first made a payment to `payee` that did not fail, or None."""
         first = self._db.transactions.find_one(

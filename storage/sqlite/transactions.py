@@ -123,6 +123,15 @@ class SqliteTransactions(SqliteBase, Transactions):
         )
         return list(map(RecentPayment._make, rows))
 
+    def payees_paid_since(self, payer_id: str, since: float) -> set[str]:
+        """The payees of the payer's committed payments created at or after `since`."""
+        rows = self._c.execute(
+            "SELECT DISTINCT payee FROM transactions WHERE payer_id = ? AND created_at >= ?"
+            " AND state IN ('PENDING', 'PROCESSING', 'SUCCESS', 'FLAGGED')",
+            (payer_id, since),
+        )
+        return {row[0] for row in rows}
+
     def first_payment_to(self, payer_id: str, payee: str) -> float | None:
         """When the payer first made a payment to `payee` that did not fail, or None."""
         # in the order of transactions_payer_payee: stops at the first payment that did not fail

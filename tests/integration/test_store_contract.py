@@ -210,6 +210,10 @@ def test_a_payers_recent_payments_and_first_payment_to_a_payee(store: Store) -> 
     assert store.read(lambda uow: uow.debited_since("u1", 0, "+913333333333")) == 0  # failed
     assert store.read(lambda uow: uow.debited_since("u2", 0, "+912222222222")) == 800
     assert store.read(lambda uow: uow.debited_since("u1", 0)) == 300  # every payee
+    # the payees of committed payments since a time (the velocity rule's own read)
+    assert store.read(lambda uow: uow.payees_paid_since("u1", 0)) == {"+912222222222"}
+    assert store.read(lambda uow: uow.payees_paid_since("u1", 25.0)) == set()  # R3 failed
+    assert store.read(lambda uow: uow.payees_paid_since("u2", 0)) == {"+912222222222"}
 
 
 def test_devices_windows_and_gateways(store: Store) -> None:

@@ -185,3 +185,32 @@ def test_the_new_payee_daily_cap_counts_payments_older_than_the_recent_ones_read
     assert refused.outcome == "refused:over_new_payee_daily_limit"
     assert money.txn(refused.reference).state is TransactionState.FAILED
     money.check_books()
+
+
+def test_the_velocity_rule_counts_payees_older_than_the_recent_ones_read(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Five payees, then more than HISTORY_LIMIT payments to one of them inside the hour: a
+    sixth payee is still the sixth in the hour, and the payment is held."""
+    money = Money(
+        build_services(
+            tmp_path, clock, risk_user_per_minute=0, risk_amount_multiple=0,
+            limit_new_payee_per_day_paise=10**9,
+        ),
+        clock,
+    )  # fmt: skip
+    asha = money.user(ASHA, rupees=20_000)
+    payees = [f"+91980000001{i}" for i in range(6)]
+    for payee in payees:
+        money.user(payee)
+    for payee in payees[:5]:
+        clock.advance(1)
+        assert money.pay(asha, payee, 100).outcome == "paid"
+    for _ in range(risk.HISTORY_LIMIT):
+        clock.advance(1)
+        assert money.pay(asha, payees[0], 100).outcome == "paid"
+    clock.advance(1)
+    held = money.pay(asha, payees[5], 100)
+    assert money.txn(held.reference).state is TransactionState.FLAGGED
+    assert "velocity_payees" in money.txn(held.reference).risk
+    money.check_books()

@@ -47,9 +47,7 @@ def pay(
     judgement = None
     day_start, month_start = start_of_day(now, svc.tz), start_of_month(now, svc.tz)
     if mistake is None:
-        past = risk.past_of(
-            uow, payer, instr.payee, now, day_start, month_start, settings.risk_velocity_seconds
-        )
+        past = risk.past_of(uow, payer, instr.payee, now, day_start, month_start, settings)
         judgement = risk.judge(
             risk.Attempt(instr.payee, instr.amount, now, lat, lon), past, settings
         )

@@ -99,7 +99,7 @@ def past_of(
     now: float,
     day_start: float,
     month_start: float,
-    velocity_seconds: int = 3600,
+    s: Settings,
 ) -> Past:
     """Read the payer's history for `judge` (inside the payment's unit of work): a bounded
     number of reads, each by an index, whatever the length of the payer's history."""
@@ -116,9 +116,12 @@ def past_of(
         # be missing from `recent`, so the new-payee daily cap gets its own sum (by index)
         paid_24h = uow.debited_since(payer_id, now - DAY, payee)
     payees = None
-    if len(recent) == HISTORY_LIMIT and recent[-1].created_at > now - velocity_seconds:
+    most, window = s.risk_velocity_payees, s.risk_velocity_seconds
+    velocity_on = most and "velocity_payees" not in s.rules_off
+    if velocity_on and len(recent) == HISTORY_LIMIT and recent[-1].created_at > now - window:
         # the same for the velocity window: its payees may reach further back than `recent`
-        payees = frozenset(uow.payees_paid_since(payer_id, now - velocity_seconds))
+        # (one more than the rule allows is enough to know it is exceeded)
+        payees = frozenset(uow.payees_paid_since(payer_id, now - window, most + 1))
     return Past(
         area=area,
         balance=uow.balance(user_account(payer_id)),

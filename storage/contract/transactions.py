@@ -57,9 +57,9 @@ class Transactions(Protocol):
         newest first (then by reference): only what the risk rules read."""
         ...
 
-    def payees_paid_since(self, payer_id: str, since: float) -> set[str]:
+    def payees_paid_since(self, payer_id: str, since: float, limit: int) -> set[str]:
         """The payees of the payer's committed payments (PENDING, PROCESSING, SUCCESS, FLAGGED)
-        created at or after `since`."""
+        created at or after `since`: all of them, or `limit` of them if there are more."""
         ...
 
     def first_payment_to(self, payer_id: str, payee: str) -> float | None:

@@ -87,8 +87,8 @@ class TransactionsPart(Part):
             for t in found[:limit]
         ]
 
-    def payees_paid_since(self, payer_id: str, since: float) -> set[str]:
-        return {
+    def payees_paid_since(self, payer_id: str, since: float, limit: int) -> set[str]:
+        found = {
             t.payee
             for t in self._t.transactions.values()
             if t.payer_id == payer_id
@@ -96,6 +96,7 @@ class TransactionsPart(Part):
             and t.state in LIVE_STATES
             and t.payee is not None
         }
+        return set(sorted(found)[:limit])
 
     def first_payment_to(self, payer_id: str, payee: str) -> float | None:
         times = [

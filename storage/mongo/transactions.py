@@ -115,11 +115,13 @@ class MongoTransactions(MongoBase, Transactions):
             for d in found.limit(limit)
         ]
 
-    def payees_paid_since(self, payer_id: str, since: float) -> set[str]:
-        """The payees of the payer's committed payments created at or after `since`."""
+    def payees_paid_since(self, payer_id: str, since: float, limit: int) -> set[str]:
+        """The payees of the payer's committed payments created at or after `since` (at most
+        `limit`)."""
         match = {"payer_id": payer_id, "created_at": {"$gte": since}, "state": {"$in": LIVE_STATES}}
         rows = self._db.transactions.aggregate(
-            [{"$match": match}, {"$group": {"_id": "$payee"}}], session=self._s
+            [{"$match": match}, {"$group": {"_id": "$payee"}}, {"$limit": limit}],
+            session=self._s,
         )
         return {row["_id"] for row in rows}
 

@@ -123,12 +123,13 @@ class SqliteTransactions(SqliteBase, Transactions):
         )
         return list(map(RecentPayment._make, rows))
 
-    def payees_paid_since(self, payer_id: str, since: float) -> set[str]:
-        """The payees of the payer's committed payments created at or after `since`."""
+    def payees_paid_since(self, payer_id: str, since: float, limit: int) -> set[str]:
+        """The payees of the payer's committed payments created at or after `since` (at most
+        `limit`: the scan stops once it has found that many)."""
         rows = self._c.execute(
             "SELECT DISTINCT payee FROM transactions WHERE payer_id = ? AND created_at >= ?"
-            " AND state IN ('PENDING', 'PROCESSING', 'SUCCESS', 'FLAGGED')",
-            (payer_id, since),
+            " AND state IN ('PENDING', 'PROCESSING', 'SUCCESS', 'FLAGGED') LIMIT ?",
+            (payer_id, since, limit),
         )
         return {row[0] for row in rows}
 

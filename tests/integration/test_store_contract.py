@@ -211,9 +211,23 @@ def test_a_payers_recent_payments_and_first_payment_to_a_payee(store: Store) -> 
     assert store.read(lambda uow: uow.debited_since("u2", 0, "+912222222222")) == 800
     assert store.read(lambda uow: uow.debited_since("u1", 0)) == 300  # every payee
     # the payees of committed payments since a time (the velocity rule's own read)
-    assert store.read(lambda uow: uow.payees_paid_since("u1", 0)) == {"+912222222222"}
-    assert store.read(lambda uow: uow.payees_paid_since("u1", 25.0)) == set()  # R3 failed
-    assert store.read(lambda uow: uow.payees_paid_since("u2", 0)) == {"+912222222222"}
+    assert store.read(lambda uow: uow.payees_paid_since("u1", 0, 5)) == {"+912222222222"}
+    assert store.read(lambda uow: uow.payees_paid_since("u1", 25.0, 5)) == set()  # R3 failed
+    assert store.read(lambda uow: uow.payees_paid_since("u2", 0, 5)) == {"+912222222222"}
+
+
+def test_the_payees_of_a_window_stop_at_the_limit(store: Store) -> None:
+    payees = ["+912000000001", "+912000000002", "+912000000003"]
+
+    def unit(uow: UnitOfWork) -> None:
+        for i, payee in enumerate(payees):
+            uow.insert_transaction(replace(txn(f"P{i}", "u1", 100, 10.0 + i), payee=payee), "c")
+
+    store.atomic(unit)
+    assert store.read(lambda uow: uow.payees_paid_since("u1", 0, 10)) == set(payees)
+    two = store.read(lambda uow: uow.payees_paid_since("u1", 0, 2))
+    assert len(two) == 2 and two <= set(payees)
+    assert store.read(lambda uow: uow.payees_paid_since("u1", 11.0, 10)) == set(payees[1:])
 
 
 def test_devices_windows_and_gateways(store: Store) -> None:

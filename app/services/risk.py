@@ -120,8 +120,11 @@ def past_of(
     velocity_on = most and "velocity_payees" not in s.rules_off
     if velocity_on and len(recent) == HISTORY_LIMIT and recent[-1].created_at > now - window:
         # the same for the velocity window: its payees may reach further back than `recent`
-        # (one more than the rule allows is enough to know it is exceeded)
-        payees = frozenset(uow.payees_paid_since(payer_id, now - window, most + 1))
+        # (one more than the rule allows is enough to know it is exceeded, and `recent` may
+        # show that already)
+        seen = {t.payee for t in recent if t.state in COMMITTED and now - t.created_at < window}
+        if len(seen) <= most:
+            payees = frozenset(uow.payees_paid_since(payer_id, now - window, most + 1))
     return Past(
         area=area,
         balance=uow.balance(user_account(payer_id)),

@@ -12,11 +12,8 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from app.logs import JsonFormatter
+from app.logs import SMS_ENVIRON_KEY, JsonFormatter
 from sms.numbers import mask_numbers_in
-
-# The SMS webhooks leave (route, outcome, reference) here for the request's access line.
-SMS_ENVIRON_KEY = "smspay.sms"
 
 
 class MaskingLogger(Logger):  # type: ignore[misc]  # gunicorn ships no type hints

@@ -19,6 +19,9 @@ from app.request_id import REQUEST_ID
 from sms.numbers import mask_numbers_in
 
 REQUEST_ID_HEADER = "X-Request-Id"
+# The SMS webhooks leave (route, outcome, reference) here for the request's access line
+# (app/access_log.py): one log line per SMS.
+SMS_ENVIRON_KEY = "smspay.sms"
 VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # anything else is replaced, not logged
 
 

@@ -122,8 +122,7 @@ def past_of(
         # the same for the velocity window: its payees may reach further back than `recent`
         # (one more than the rule allows is enough to know it is exceeded, and `recent` may
         # show that already)
-        seen = {t.payee for t in recent if t.state in COMMITTED and now - t.created_at < window}
-        if len(seen) <= most:
+        if len(_payees_within(recent, now, window)) <= most:
             payees = frozenset(uow.payees_paid_since(payer_id, now - window, most + 1))
     return Past(
         area=area,
@@ -147,6 +146,11 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 def _live(past: Past) -> list[RecentPayment]:
     return [t for t in past.recent if t.state in COMMITTED]
+
+
+def _payees_within(recent: Sequence[RecentPayment], now: float, window: float) -> set[str | None]:
+    """The payees of the committed payments among `recent` made less than `window` s ago."""
+    return {t.payee for t in recent if t.state in COMMITTED and now - t.created_at < window}
 
 
 def _settled_located(past: Past) -> list[RecentPayment]:
@@ -269,7 +273,7 @@ def velocity_payees(a: Attempt, past: Past, s: Settings) -> Decision | None:
     if past.payees_in_window is not None:
         payees = {*past.payees_in_window, a.payee}
     else:
-        payees = {t.payee for t in _live(past) if a.now - t.created_at < window} | {a.payee}
+        payees = _payees_within(past.recent, a.now, window) | {a.payee}
     if len(payees) <= most:
         return None
     return Decision(

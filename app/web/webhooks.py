@@ -12,7 +12,7 @@ import logging
 
 from flask import Blueprint, Response, abort, jsonify, request
 
-from app.access_log import SMS_ENVIRON_KEY
+from app.logs import SMS_ENVIRON_KEY
 from app.services.admin import tasker_secret
 from app.services.inbound import SmsReply, handle_inbound_sms
 from app.services.settlement import handle_gateway_event

@@ -214,7 +214,6 @@ def test_a_process_killed_mid_batch_loses_nothing_it_acknowledged(tmp_path: Path
     written = {k[2:] for k in keys if k[:2] in ("a:", "b:")}
     assert all(f"a:{k}" in keys and f"b:{k}" in keys for k in written)  # whole units only
     assert set(acked) <= written  # nothing acknowledged was lost
-    assert len(written) >= len(acked)
 
 
 INCREMENTS = textwrap.dedent(
@@ -262,6 +261,8 @@ def test_the_wal_is_checkpointed_by_a_thread_not_by_a_commit(
         conn = sqlite3.connect(copy)
         try:
             return int(conn.execute("SELECT COUNT(*) FROM meta WHERE key LIKE 'c%'").fetchone()[0])
+        except sqlite3.OperationalError:  # not even the table is checkpointed yet
+            return 0
         finally:
             conn.close()
 

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 from gunicorn.config import Config
 
-from app.access_log import SMS_ENVIRON_KEY, MaskingLogger, access_line
-from app.logs import JsonFormatter
+from app.access_log import MaskingLogger, access_line
+from app.logs import SMS_ENVIRON_KEY, JsonFormatter
 from sms.numbers import mask_numbers_in, mask_phone
 
 

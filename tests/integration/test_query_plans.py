@@ -15,6 +15,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from app.bootstrap import Services
+from storage.models import Transaction, TransactionKind, TransactionState
 from storage.sqlite import SqliteStore
 from tests.conftest import World
 from tests.functional.test_inbound import Routes
@@ -79,3 +80,40 @@ def test_no_statement_of_a_payment_scans_a_table(
         found = [p for s, p in plans.items() if fragment in s]
         assert found, f"no statement with {fragment!r} ran"
         assert all(any(expected in step for step in p) for p in found), (fragment, found)
+
+
+def test_the_risk_reads_of_a_busy_payer_walk_the_window_not_the_history(svc: Services) -> None:
+    """The reads a payer with more than 100 payments in 24 h adds (the velocity window's payees,
+    a new payee's 24 h): each bounded by the window's rows. Left to itself SQLite walked the
+    covering payer-payee index, every payment the payer ever made, for the window's payees."""
+    store = svc.store
+    assert isinstance(store, SqliteStore)
+
+    def history(uow: Any) -> None:
+        for i in range(300):  # a year of payments to three payees, the last few in the window
+            at = 1_000.0 + i * 100_000
+            uow.insert_transaction(
+                Transaction(
+                    f"H{i:04d}", TransactionKind.TRANSFER, 100, TransactionState.SUCCESS, at, at,
+                    payer_id="u1", payer_phone=ASHA, payee=f"+9120000000{i % 3:02d}",
+                ),
+                "history",
+            )  # fmt: skip
+
+    store.atomic(history)
+    conn = store._connect()
+    ran: list[str] = []
+    conn.set_trace_callback(ran.append)
+    try:
+        since = 1_000.0 + 297 * 100_000
+        assert len(store.read(lambda uow: uow.payees_paid_since("u1", since, 10))) == 3
+        assert store.read(lambda uow: uow.debited_since("u1", since, "+912000000000")) == 100
+    finally:
+        conn.set_trace_callback(None)
+    (payees,) = [s for s in ran if "DISTINCT payee" in s]
+    assert any(PAYER_TIME in step for step in plan(conn, payees)), plan(conn, payees)
+    (to_payee,) = [s for s in ran if "SUM(amount)" in s]
+    assert any(
+        "transactions_payer_payee (payer_id=? AND payee=? AND created_at>?)" in step
+        for step in plan(conn, to_payee)
+    ), plan(conn, to_payee)

@@ -1,12 +1,13 @@
 """Group commit: the units of work that arrive together in one process share one transaction.
 
-With `synchronous = FULL` every COMMIT waits for an fsync of the WAL, and SQLite lets one
-writer in at a time, so committing each payment on its own caps a process at one payment per
-fsync-and-lock round. Here the threads of a process that call `atomic` at about the same time
-queue their units; one of them, the leader, takes the queue (up to MAX_BATCH units), opens one
-write transaction, runs each unit inside its own SAVEPOINT and commits once. Every caller is
-answered only after the COMMIT that covers its unit returned, so nothing is acknowledged before
-it is on disk, and a process that dies mid-batch loses only units nobody was answered for.
+A commit is durable only once the WAL is synced, and SQLite lets one writer in at a time, so
+committing each payment on its own caps a process at one payment per lock-and-sync round. Here
+the threads of a process that call `atomic` at about the same time queue their units; one of
+them, the leader, takes the queue (up to MAX_BATCH units), opens one write transaction, runs each
+unit inside its own SAVEPOINT, commits once and syncs the WAL once (the store does the sync after
+releasing the writers' lock). Every caller is answered only after that sync, so nothing is
+acknowledged before it is on disk, and a process that dies mid-batch loses only units nobody was
+answered for.
 
 A unit that raises is rolled back to its savepoint; its neighbours are kept and committed.
 When the transaction itself fails (BEGIN, COMMIT, or an error after which SQLite rolled the

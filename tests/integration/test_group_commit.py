@@ -270,3 +270,70 @@ def test_the_wal_is_checkpointed_by_a_thread_not_by_a_commit(
     while in_main_file() < EVERY_UNITS and time.monotonic() < deadline:
         time.sleep(0.05)
     assert in_main_file() >= EVERY_UNITS
+
+
+def test_a_unit_is_answered_only_after_the_wal_holding_it_is_synced(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """COMMIT does not sync (synchronous = NORMAL): the batch's own fdatasync of the WAL does,
+    after the writers' lock is released and before any of its units is answered."""
+    assert store._connect().execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    events: list[tuple[str, int]] = []
+    real_sync = os.fdatasync
+    wal = Path(f"{store.path}-wal")
+
+    def synced(fd: int) -> None:
+        real_sync(fd)
+        events.append(("synced", os.fstat(fd).st_size))
+
+    monkeypatch.setattr(os, "fdatasync", synced)
+
+    def write(key: str) -> None:
+        store.atomic(put(key))
+        events.append(("answered", wal.stat().st_size))
+
+    threads = [threading.Thread(target=write, args=(f"s{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    answers = [i for i, (what, _) in enumerate(events) if what == "answered"]
+    assert len(answers) == 8
+    for i in answers:  # a sync of a WAL at least as long as when the unit was answered, before
+        assert any(what == "synced" and size >= events[i][1] for what, size in events[:i])
+    assert all(meta(store, f"s{i}") == b"1" for i in range(8))
+
+
+def test_a_failed_wal_sync_answers_no_unit_of_its_batch_as_done(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk refused to sync: the batch is committed but perhaps not on disk, so no caller
+    hears it was done (each gets StoreUnavailable; an SMS sent again finds its frame and the
+    same answer); the next batch syncs and is answered."""
+    real_sync = os.fdatasync
+    failing = [True]
+
+    def sync(fd: int) -> None:
+        if failing[0]:
+            raise OSError(5, "Input/output error")
+        real_sync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", sync)
+    outcomes: list[Any] = [None] * 6
+
+    def write(i: int) -> None:
+        try:
+            outcomes[i] = store.atomic(put(f"w{i}"))
+        except StoreUnavailable as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
+    assert "Input/output error" in str(outcomes[0])
+    assert meta(store, "w0") == b"1"  # committed, perhaps not on disk: not answered as done
+    failing[0] = False
+    assert store.atomic(put("after")) == "after"

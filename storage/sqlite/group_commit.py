@@ -63,13 +63,21 @@ class GroupCommit:
     """Queues units from many threads and lets one leader at a time commit them in batches.
 
     `run_batch(units)` (given by the store) must settle every unit it is given: `succeed` or
-    `fail` each, and return only after the batch's COMMIT or ROLLBACK. A waiting thread is woken
-    exactly once: when its unit is done, or to lead (the leader hands over to the first unit
-    still queued when its own is done), so no thread wakes only to wait again.
+    `fail` each, and return only after the batch's COMMIT or ROLLBACK. `sync(units)`, if given,
+    then makes the batch durable (failing its units if it cannot); it runs after the lead has
+    passed on, so the next batch is written while this one waits for the disk, and the batch's
+    callers are woken only after it. A waiting thread is woken exactly once: when its unit is
+    done and synced, or to lead (the leader hands over to the first unit still queued once its
+    own is committed), so no thread wakes only to wait again.
     """
 
-    def __init__(self, run_batch: Callable[[list[Unit[Any]]], None]) -> None:
+    def __init__(
+        self,
+        run_batch: Callable[[list[Unit[Any]]], None],
+        sync: Callable[[list[Unit[Any]]], None] | None = None,
+    ) -> None:
         self._run_batch = run_batch
+        self._sync = sync
         self._lock = threading.Lock()
         self._queue: list[Unit[Any]] = []
         self._leading = False
@@ -87,22 +95,41 @@ class GroupCommit:
             unit.latch.acquire()  # done by a leader, or handed the lead
             if unit.done:
                 return unit.outcome()
+        passed = False
         try:
             while not unit.done:
                 with self._lock:
                     batch = self._queue[:MAX_BATCH]
                     del self._queue[:MAX_BATCH]
                 self._lead(batch)
+                if unit.done:  # the next batch may be written while this one is synced
+                    self._pass_lead()
+                    passed = True
+                self._make_durable(batch)
                 for other in batch:
                     if other is not unit:
                         other.latch.release()  # answered
         finally:
-            with self._lock:
-                if self._queue:
-                    self._queue[0].latch.release()  # the lead passes on
-                else:
-                    self._leading = False
+            if not passed:
+                self._pass_lead()
         return unit.outcome()
+
+    def _pass_lead(self) -> None:
+        with self._lock:
+            if self._queue:
+                self._queue[0].latch.release()  # the lead passes on
+            else:
+                self._leading = False
+
+    def _make_durable(self, batch: list[Unit[Any]]) -> None:
+        if self._sync is None:
+            return
+        try:
+            self._sync(batch)
+        except BaseException as exc:  # not known to be on disk: nobody hears it was done
+            for unit in batch:
+                if unit.error is None:
+                    unit.fail(exc)
 
     def _lead(self, batch: list[Unit[Any]]) -> None:
         self._inside.running = True

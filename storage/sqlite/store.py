@@ -202,19 +202,18 @@ class SqliteStore:
             self._commit(units)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-        released = time.perf_counter()
-        self._sync_wal(units)
         for observe in BATCH_OBSERVERS:
-            observe(len(units), taken - asked, released - taken)
+            observe(len(units), taken - asked, time.perf_counter() - taken)
         assert self._checkpoints is not None
         self._checkpoints.committed(len(units))
 
     def _sync_wal(self, units: list[Unit[Any]]) -> None:
-        """Put the batch on disk before anyone hears of it: one fdatasync of the WAL, begun after
-        the COMMIT and outside the writers' lock, so the next batch (of any process) writes while
-        this one waits for the disk. It also covers every batch committed before, so a unit that
-        read another's work is answered only once that work is on disk too. If it fails, no unit
-        of the batch is answered as done: the data may not have reached the disk."""
+        """Put the batch on disk before anyone hears of it: one fdatasync of the WAL, begun
+        after the COMMIT, outside the writers' lock and after the lead passed on
+        (group_commit.py), so the next batch (of any process) writes while this one waits for
+        the disk. It also covers every batch committed before, so a unit that read another's
+        work is answered only once that work is on disk too. If it fails, no unit of the batch
+        is answered as done: the data may not have reached the disk."""
         try:
             fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:  # no WAL yet: nothing was ever written through it
@@ -274,7 +273,7 @@ class SqliteStore:
         """One write unit of work under SQLite's write lock, committed with the units other
         threads of this process submit at the same time (group commit: one fsync for all)."""
         if self._group is None or self._group_pid != os.getpid():
-            self._group, self._group_pid = GroupCommit(self._run_batch), os.getpid()
+            self._group, self._group_pid = GroupCommit(self._run_batch, self._sync_wal), os.getpid()
             self._checkpoints = Checkpointer(self._open)
         for attempt in range(DUPLICATE_RETRIES + 1):  # a refused unit is undone alone
             try:

@@ -337,3 +337,31 @@ def test_a_failed_wal_sync_answers_no_unit_of_its_batch_as_done(
     assert meta(store, "w0") == b"1"  # committed, perhaps not on disk: not answered as done
     failing[0] = False
     assert store.atomic(put("after")) == "after"
+
+
+def test_the_next_batch_is_written_while_the_last_one_waits_for_the_disk(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A's sync is slow (held here): B's unit, submitted meanwhile in the same process, is led,
+    committed, synced and answered; A is answered only once its own sync returned."""
+    real_sync = os.fdatasync
+    syncing, disk = threading.Event(), threading.Event()
+    first = [True]
+
+    def slow_once(fd: int) -> None:
+        if first[0]:
+            first[0] = False
+            syncing.set()
+            assert disk.wait(10)
+        real_sync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow_once)
+    answered: list[str] = []
+    a = threading.Thread(target=lambda: answered.append(store.atomic(put("a"))))
+    a.start()
+    assert syncing.wait(10)
+    assert store.atomic(put("b")) == "b"  # not held behind A's sync
+    assert answered == []  # A committed (B may have read it) but is not on disk yet
+    disk.set()
+    a.join(10)
+    assert answered == ["a"]

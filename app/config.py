@@ -6,6 +6,7 @@ docs/configuration.md lists the same table for operators (a test keeps the two i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -289,9 +290,10 @@ class Settings:
         """The payout status-check times as seconds after the payout."""
         return [int(x) for x in self.payout_poll_schedule.split(",") if x.strip()]
 
-    @property
+    @functools.cached_property
     def rules_off(self) -> frozenset[str]:
-        """The names of the risk rules this deployment switched off."""
+        """The names of the risk rules this deployment switched off (read on every payment:
+        made once)."""
         return frozenset(n.strip() for n in self.risk_rules_off.split(",") if n.strip())
 
     @property

@@ -91,8 +91,54 @@ CREATE INDEX IF NOT EXISTS transactions_payer_payee
     )
 
 
+LIVE = "('PENDING', 'PROCESSING', 'SUCCESS', 'FLAGGED')"  # committed money (ledger.COMMITTED)
+
+
+def payees_paid(conn: sqlite3.Connection) -> None:
+    """5: per payer and payee, when the payer's newest committed payment to them was made, kept
+    by triggers in the same transaction as every insert and state change of a transaction: the
+    velocity rule reads the payees of the last hour from it by index (as many rows as payees),
+    where it read every payment of the hour."""
+    run_script(
+        conn,
+        f"""
+CREATE TABLE IF NOT EXISTS payees_paid (
+    payer_id TEXT NOT NULL, payee TEXT NOT NULL, last_at REAL NOT NULL,
+    PRIMARY KEY (payer_id, payee)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS payees_paid_time ON payees_paid (payer_id, last_at);
+INSERT OR REPLACE INTO payees_paid (payer_id, payee, last_at)
+    SELECT payer_id, payee, MAX(created_at) FROM transactions
+    WHERE payer_id IS NOT NULL AND payee IS NOT NULL AND state IN {LIVE}
+    GROUP BY payer_id, payee;
+CREATE TRIGGER IF NOT EXISTS payees_paid_on_insert AFTER INSERT ON transactions
+WHEN NEW.payer_id IS NOT NULL AND NEW.payee IS NOT NULL AND NEW.state IN {LIVE}
+BEGIN
+    INSERT INTO payees_paid (payer_id, payee, last_at)
+        VALUES (NEW.payer_id, NEW.payee, NEW.created_at)
+        ON CONFLICT (payer_id, payee) DO UPDATE SET last_at = MAX(last_at, excluded.last_at);
+END;
+CREATE TRIGGER IF NOT EXISTS payees_paid_on_state AFTER UPDATE OF state ON transactions
+WHEN NEW.payer_id IS NOT NULL AND NEW.payee IS NOT NULL
+    AND (OLD.state IN {LIVE}) != (NEW.state IN {LIVE})
+BEGIN
+    DELETE FROM payees_paid WHERE payer_id = NEW.payer_id AND payee = NEW.payee;
+    INSERT INTO payees_paid (payer_id, payee, last_at)
+        SELECT payer_id, payee, created_at FROM transactions
+        WHERE payer_id = NEW.payer_id AND payee = NEW.payee AND state IN {LIVE}
+        ORDER BY created_at DESC LIMIT 1;
+END;
+""",
+    )
+
+
 # Version n is MIGRATIONS[n - 1]; read at call time, so a test may add steps.
-MIGRATIONS: tuple[Migration, ...] = (baseline, worker_heartbeats, risk_facts, spending_totals)
+MIGRATIONS: tuple[Migration, ...] = (
+    baseline,
+    worker_heartbeats,
+    risk_facts,
+    spending_totals,
+    payees_paid,
+)
 
 
 def latest() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -228,6 +229,35 @@ def test_the_payees_of_a_window_stop_at_the_limit(store: Store) -> None:
     two = store.read(lambda uow: uow.payees_paid_since("u1", 0, 2))
     assert len(two) == 2 and two <= set(payees)
     assert store.read(lambda uow: uow.payees_paid_since("u1", 11.0, 10)) == set(payees[1:])
+
+
+def test_the_payees_of_a_window_follow_each_payments_state(store: Store) -> None:
+    """A payee is in the window while one of its payments in the window holds committed money:
+    the newest failing leaves the older one's time; the last failing takes the payee out."""
+    payee = "+912000000005"
+
+    def paid(ref: str, at: float) -> Callable[[UnitOfWork], None]:
+        return lambda uow: uow.insert_transaction(
+            replace(txn(ref, "u1", 100, at), payee=payee), "c"
+        )
+
+    def moved(ref: str, state: TransactionState) -> Callable[[UnitOfWork], None]:
+        return lambda uow: uow.set_state(ref, state, "test", 40.0)
+
+    def window(since: float) -> set[str]:
+        return store.read(lambda uow: uow.payees_paid_since("u1", since, 5))
+
+    store.atomic(paid("A", 10.0))
+    store.atomic(paid("B", 20.0))
+    assert window(15.0) == {payee}
+    store.atomic(moved("B", TransactionState.FLAGGED))  # still committed money
+    assert window(15.0) == {payee}
+    store.atomic(moved("B", TransactionState.FAILED))
+    assert window(15.0) == set() and window(5.0) == {payee}
+    store.atomic(moved("A", TransactionState.FAILED))
+    assert window(0.0) == set()
+    store.atomic(paid("C", 30.0))
+    assert window(25.0) == {payee}
 
 
 def test_devices_windows_and_gateways(store: Store) -> None:

@@ -82,6 +82,13 @@ bench: install
 	  echo "wrk could not be installed: no second opinion on the minimal route"; }
 	$(BIN)/python -m bench.load --bal --long-history --wrk $(BENCH_ARGS)
 
+# This checkout against another revision, alternating runs (one run moves by 15-25 % on a shared
+# machine): `make bench-compare REV=HEAD~2 BENCH_ARGS="--route tasker --requests 3000"`.
+REV ?= HEAD~1
+.PHONY: bench-compare
+bench-compare: install
+	$(BIN)/python -m bench.compare $(REV) --rounds 3 $(BENCH_ARGS)
+
 # A few seconds: the benchmark runs and its counts are right (also part of `make test`).
 bench-smoke: install-dev
 	$(BIN)/pytest -q -p no:cacheprovider tests/e2e/test_bench_smoke.py

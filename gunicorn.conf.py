@@ -15,11 +15,6 @@ from typing import Any
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 worker_class = "gthread"
-# How long a thread may keep the GIL while another waits for it (CPython's default: 5 ms). The
-# thread leading a batch gives the GIL up around every SQLite call while it holds the writers'
-# lock; with 5 ms a request thread that takes it meanwhile can keep every other process waiting
-# on that lock. 0.5 ms: 12-20 % more PAY a second and a lower p99 in paired runs.
-GIL_SWITCH_SECONDS = float(os.environ.get("WEB_GIL_SWITCH_SECONDS", "0.0005"))
 timeout = 30
 graceful_timeout = 10
 accesslog = "-"
@@ -72,8 +67,3 @@ def on_exit(server: object) -> None:
     """Remove the metrics directory gunicorn made for itself (never one an operator chose)."""
     if _own_metrics_dir:
         shutil.rmtree(_own_metrics_dir, ignore_errors=True)
-
-
-def post_fork(server: object, worker: object) -> None:
-    """In each worker: hand the GIL over sooner (GIL_SWITCH_SECONDS above)."""
-    sys.setswitchinterval(GIL_SWITCH_SECONDS)

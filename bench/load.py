@@ -211,7 +211,7 @@ def fresh_runs(args: argparse.Namespace, run_dir: Path) -> list[Run]:
     svc = prepare.services(env)
     pop = prepare.populate(svc, args.payers, rupees=args.requests * 4)
     runs = []
-    with Gunicorn("wsgi:app", env, args.workers, run_dir / "gunicorn.log") as g:
+    with Gunicorn("wsgi:app", env, args.workers, run_dir / "gunicorn.log", args.sync_delay_ms) as g:
         for route in ("tasker", "twilio") if args.route == "both" else (args.route,):
             runs.append(sms_run(args, g, svc, pop, f"PAY via {route}", route, "pay"))
         if args.bal:
@@ -229,7 +229,7 @@ def history_runs(args: argparse.Namespace, run_dir: Path) -> list[Run]:
     took = prepare.preload_history(svc, pop, 0, args.history, args.history_today)
     print(f"(wrote {args.history:,} earlier payments of one payer in {took:.1f} s)", flush=True)
     runs = []
-    with Gunicorn("wsgi:app", env, args.workers, run_dir / "history.log") as g:
+    with Gunicorn("wsgi:app", env, args.workers, run_dir / "history.log", args.sync_delay_ms) as g:
         for who, label in ((1, "no history"), (0, f"{args.history // 1000}k history")):
             name = f"PAY via tasker, 1 payer, {label}"
             runs.append(sms_run(args, g, svc, pop, name, "tasker", "pay", payers=[who]))
@@ -291,12 +291,18 @@ def main(argv: list[str] | None = None) -> int:
         "--slow-close", action="store_true", help="no half-close: a worker waits for the client"
     )
     parser.add_argument("--wrk", action="store_true", help="wrk on the minimal route too")
+    parser.add_argument(
+        "--sync-delay-ms", type=int, default=0,
+        help="a slower disk: the service's every fsync returns this much later (needs strace)",
+    )  # fmt: skip
     parser.add_argument("--py-spy", help="path of py-spy: sample a worker in each SMS run")
     parser.add_argument("--dir", help="keep data and logs here (default: a temporary dir)")
     parser.add_argument("--json", help="also write the runs to this file")
     args = parser.parse_args(argv)
     if args.seconds > 240:  # prepared Tasker requests carry their time; the service allows 300 s
         parser.error("--seconds is at most 240: a Tasker request older than 300 s is refused")
+    if args.sync_delay_ms and not shutil.which("strace"):
+        parser.error("--sync-delay-ms runs the service under strace: install it")
     if args.py_spy and not args.dir:
         parser.error("--py-spy writes its samples into --dir")
 
@@ -307,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; {args.workers} gunicorn"
         f" workers, {args.connections} connections, {args.processes} client processes, N ="
-        f" {args.requests}, cap {args.seconds:.0f} s per run; data in {run_dir}",
+        f" {args.requests}, cap {args.seconds:.0f} s per run; data in {run_dir}"
+        + (f"; every fsync {args.sync_delay_ms} ms slower" if args.sync_delay_ms else ""),
         flush=True,
     )
     try:

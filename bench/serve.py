@@ -52,18 +52,25 @@ class Gunicorn:
     """`gunicorn --config gunicorn.conf.py APP` on 127.0.0.1, its log (access lines too) in a
     file, as a process manager would run it."""
 
-    def __init__(self, app: str, env: dict[str, str], workers: int, log: Path) -> None:
+    def __init__(
+        self, app: str, env: dict[str, str], workers: int, log: Path, sync_delay_ms: int = 0
+    ) -> None:
         self.app, self.env, self.workers, self.log_path = app, env, workers, log
+        self.sync_delay_ms = sync_delay_ms
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Gunicorn:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--workers",
-             str(self.workers), "--bind", f"127.0.0.1:{self.port}", self.app],
-            cwd=ROOT, env=self.env, stdout=log, stderr=log,
-        )  # fmt: skip
+        command = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--workers",
+                   str(self.workers), "--bind", f"127.0.0.1:{self.port}", self.app]  # fmt: skip
+        if self.sync_delay_ms:  # a slower disk: every fsync and fdatasync returns that much later
+            command = [
+                "strace", "-f", "-qq", "--seccomp-bpf", "-o", "/dev/null",
+                "-e", "trace=fsync,fdatasync",
+                "-e", f"inject=fsync,fdatasync:delay_exit={self.sync_delay_ms * 1000}", *command,
+            ]  # fmt: skip
+        self.proc = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + 30
         while True:
@@ -81,10 +88,18 @@ class Gunicorn:
             time.sleep(0.1)
         return self
 
+    def master(self) -> int | None:
+        """gunicorn's master: the process started, or its child under strace."""
+        assert self.proc is not None
+        if not self.sync_delay_ms:
+            return self.proc.pid
+        under = children(self.proc.pid)
+        return under[0] if under else None
+
     def pids(self) -> list[int]:
         """The master and its workers."""
-        assert self.proc is not None
-        return [self.proc.pid, *children(self.proc.pid)]
+        master = self.master()
+        return [] if master is None else [master, *children(master)]
 
     def cpu(self) -> dict[int, float]:
         """CPU seconds used so far, by process."""
@@ -93,10 +108,12 @@ class Gunicorn:
     def __exit__(self, *exc: object) -> None:
         if self.proc is None:
             return
+        master = self.master()
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # graceful: workers finish their request
+            if master is not None:  # graceful: workers finish their request (strace then ends)
+                os.kill(master, signal.SIGTERM)
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=20 if master is not None else 0.1)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

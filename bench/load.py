@@ -69,6 +69,9 @@ class Run:
     samples: tuple[str, ...] = ()
     kind: str = "minimal"
     lock: dict[str, float] | None = None  # SMS runs: the store's write-lock figures (/metrics)
+    # SMS runs: each worker's share of the workers' CPU, largest first (kept-alive connections
+    # may gather on one worker, which then caps the run at what one process can do)
+    worker_shares: tuple[float, ...] = ()
 
     @property
     def counts_right(self) -> bool:
@@ -152,9 +155,10 @@ def sms_run(
             args.seconds,
             not args.slow_close,
         )
-    cpu = cpu_used(cpu0, g.cpu())
-    run = _run(name, d, len(reqs), cpu)
+    cpu1 = g.cpu()
+    run = _run(name, d, len(reqs), cpu_used(cpu0, cpu1))
     run.lock = {k: v - lock0.get(k, 0.0) for k, v in lock_figures(g.port).items()}
+    run.worker_shares = worker_shares(cpu0, cpu1, g.pids()[0])
     groups = svc.store.read(lambda uow: uow.transaction_groups(since, time.time() + 60))
     mine = [grp for grp in groups if grp.channel == route]
     run.success_rows = sum(grp.count for grp in mine if grp.state is TransactionState.SUCCESS)
@@ -163,6 +167,15 @@ def sms_run(
     run.conserved = pop.total(svc) == before and total == 0
     run.kind = kind
     return run
+
+
+def worker_shares(
+    before: dict[int, float], after: dict[int, float], master: int
+) -> tuple[float, ...]:
+    """Each worker's share of the CPU the workers used between two readings, largest first."""
+    used = [t - before.get(pid, 0.0) for pid, t in after.items() if pid != master]
+    total = sum(used)
+    return tuple(sorted((u / total for u in used), reverse=True)) if total > 0 else ()
 
 
 LOCK_METRICS = (
@@ -265,9 +278,10 @@ def report(runs: list[Run], baseline: float) -> str:
             per_commit = units / max(r.lock["smspay_store_batches_total"], 1)
             waited = r.lock["smspay_store_write_lock_wait_seconds_total"] / units * 1000
             held = r.lock["smspay_store_write_lock_held_seconds_total"] / units * 1000
+            shares = "/".join(f"{x:.2f}" for x in r.worker_shares)
             lines.append(
                 f"  {r.name:<36} {per_commit:5.2f} units a commit, waited {waited:5.2f} ms,"
-                f" held {held:5.2f} ms"
+                f" held {held:5.2f} ms; workers' CPU {shares}"
             )
     return "\n".join(lines)
 

@@ -39,6 +39,15 @@ if not os.environ.get(MULTIPROC_ENV):
     os.environ[MULTIPROC_ENV] = _own_metrics_dir
 
 
+def when_ready(server: Any) -> None:
+    """Say where it listens: with `reuse_port` the workers bind, so gunicorn's own "Listening
+    at" line names no address."""
+    where = ", ".join(
+        f"unix:{a}" if isinstance(a, str) else f"http://{a[0]}:{a[1]}" for a in server.cfg.address
+    )
+    server.log.info("Listening at %s (a socket per worker)", where)
+
+
 def on_starting(server: object) -> None:
     """Refuse to start on a database this release cannot use (a deploy error, not an outage)."""
     metrics_dir = Path(os.environ[MULTIPROC_ENV])

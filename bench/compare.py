@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench.load import held_ms
+
 ROOT = Path(__file__).resolve().parents[1]
 # what is compared, per run: the figure, its label, and how it is printed
 FIGURES = (("rate", "req/s", "{:.0f}"), ("p99_ms", "p99 ms", "{:.0f}"),
@@ -42,11 +44,8 @@ def worktree(rev: str) -> Iterator[Path]:
 
 def figures(run: dict[str, Any]) -> dict[str, float]:
     """The compared figures of one run of `bench.load --json` (lock: ms held a unit of work)."""
-    lock = run.get("lock") or {}
-    units = lock.get("smspay_store_batch_units_total", 0)
-    held = lock.get("smspay_store_write_lock_held_seconds_total", 0) / units * 1000 if units else 0
-    return {"rate": run["rate"], "p99_ms": run["p99_ms"],
-            "server_cpu_ms": run["server_cpu_ms"], "held_ms": held}  # fmt: skip
+    return {"rate": run["rate"], "p99_ms": run["p99_ms"], "server_cpu_ms": run["server_cpu_ms"],
+            "held_ms": held_ms(run.get("lock") or {})}  # fmt: skip
 
 
 def load(tree: Path, flags: list[str], out: Path) -> list[dict[str, Any]]:

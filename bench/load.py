@@ -178,6 +178,12 @@ def worker_shares(
     return tuple(sorted((u / total for u in used), reverse=True)) if total > 0 else ()
 
 
+def held_ms(lock: dict[str, float]) -> float:
+    """Milliseconds the writers' lock was held a unit of work, from a run's lock figures."""
+    units = lock.get("smspay_store_batch_units_total", 0)
+    return lock.get("smspay_store_write_lock_held_seconds_total", 0) / units * 1000 if units else 0
+
+
 LOCK_METRICS = (
     "smspay_store_batches_total",
     "smspay_store_batch_units_total",
@@ -277,7 +283,7 @@ def report(runs: list[Run], baseline: float) -> str:
             units = r.lock["smspay_store_batch_units_total"]
             per_commit = units / max(r.lock["smspay_store_batches_total"], 1)
             waited = r.lock["smspay_store_write_lock_wait_seconds_total"] / units * 1000
-            held = r.lock["smspay_store_write_lock_held_seconds_total"] / units * 1000
+            held = held_ms(r.lock)
             shares = "/".join(f"{x:.2f}" for x in r.worker_shares)
             lines.append(
                 f"  {r.name:<36} {per_commit:5.2f} units a commit, waited {waited:5.2f} ms,"

@@ -122,8 +122,8 @@ class GroupCommit:
                 self._leading = False
 
     def _make_durable(self, batch: list[Unit[Any]]) -> None:
-        if self._sync is None:
-            return
+        if self._sync is None or all(unit.error is not None for unit in batch):
+            return  # no sync asked, or nobody to answer as done
         try:
             self._sync(batch)
         except BaseException as exc:  # not known to be on disk: nobody hears it was done

@@ -212,29 +212,27 @@ class SqliteStore:
         after the COMMIT, outside the writers' lock and after the lead passed on
         (group_commit.py), so the next batch (of any process) writes while this one waits for
         the disk. It also covers every batch committed before, so a unit that read another's
-        work is answered only once that work is on disk too. If it fails, no unit of the batch
-        is answered as done: the data may not have reached the disk."""
+        work is answered only once that work is on disk too. StoreUnavailable if it fails: the
+        data may not have reached the disk, so no unit of the batch is answered as done.
+
+        The WAL is opened for each sync, not kept open: a descriptor kept across a WAL that
+        SQLite deleted and made again would sync the old file and say nothing."""
         try:
             fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:  # no WAL yet: nothing was ever written through it
             return
         except OSError as exc:
-            self._sync_failed(units, exc)
-            return
+            raise self._sync_failed(units, exc) from exc
         try:
             os.fdatasync(fd)
         except OSError as exc:
-            self._sync_failed(units, exc)
+            raise self._sync_failed(units, exc) from exc
         finally:
             os.close(fd)
 
-    def _sync_failed(self, units: list[Unit[Any]], exc: OSError) -> None:
+    def _sync_failed(self, units: list[Unit[Any]], exc: OSError) -> StoreUnavailable:
         log.error("the WAL could not be synced, %d units are not answered: %s", len(units), exc)
-        error = StoreUnavailable(f"{self.path.name}-wal: {exc}")
-        error.__cause__ = exc
-        for unit in units:
-            if unit.error is None:
-                unit.fail(error)
+        return StoreUnavailable(f"{self.path.name}-wal: {exc}")
 
     def _commit(self, units: list[Unit[Any]]) -> None:
         conn = self._begin("BEGIN IMMEDIATE")

@@ -120,6 +120,40 @@ def test_a_failing_unit_in_a_batch_does_not_undo_its_neighbours(store: SqliteSto
     assert meta(store, "bad") is None  # undone alone
 
 
+def sqlite_temp_files() -> list[str]:
+    """The temporary files SQLite has open in this process (named etilqs_*, unlinked at once)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if "etilqs_" in target:
+            found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="lists open files through /proc")
+def test_a_batch_keeps_the_originals_of_the_pages_its_units_change_in_memory(
+    store: SqliteStore,
+) -> None:
+    """A unit of a batch runs in a SAVEPOINT, for which SQLite keeps the original of every page
+    the unit changes; past 64 KiB of them it would write them to a temporary file (two writes
+    a page, inside the writers' lock) unless its temporary storage is memory."""
+    sizes = batches_of(store)
+    store.atomic(lambda uow: [uow.set_meta(f"k{i}", bytes(1000)) for i in range(400)])
+    open_files: list[str] = []
+
+    def rewrite(uow: SqliteUnitOfWork) -> None:
+        for i in range(400):  # about 100 pages that existed before the savepoint
+            uow.set_meta(f"k{i}", bytes([1]) * 1000)
+        open_files.extend(sqlite_temp_files())
+
+    assert queued_behind_a_held_batch(store, [rewrite, rewrite]) == [None, None]
+    assert sizes == [1, 1, 2]  # the fill, the holding unit, then the two as one batch
+    assert open_files == []
+
+
 def test_a_unit_that_submits_another_is_refused_not_deadlocked(store: SqliteStore) -> None:
     with pytest.raises(RuntimeError, match="do not nest"):
         store.atomic(lambda uow: store.atomic(put("inner")))

@@ -50,6 +50,7 @@ class Server:
     url: str
     env: dict[str, str]
     data_dir: Path
+    gunicorn_pid: int = 0
 
     @property
     def access_log(self) -> Path:
@@ -109,6 +110,7 @@ def server(
          "--bind", f"127.0.0.1:{port}", "--access-logfile", str(srv.access_log), "wsgi:app"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
+    srv.gunicorn_pid = proc.pid
     worker = subprocess.Popen(
         [str(BIN / "flask"), "--app", "wsgi", "worker"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,

@@ -5,6 +5,7 @@ Traffic goes only to 127.0.0.1, bounded in count, with timeouts.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -78,3 +79,32 @@ def test_50_concurrent_payments_exactly_10_covered(
     for payer in payers:
         assert "Rs 0.00" in server.cli("wallet", "balance", "--phone", payer.phone)
     assert "Rs 100.00" in server.cli("wallet", "balance", "--phone", "+919700000012")
+
+
+def worker_threads(master: int) -> dict[int, list[int]]:
+    """gunicorn's worker processes and the ids of each one's threads, from /proc."""
+    workers: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:  # gone meanwhile
+            continue
+        if stat and int(stat[stat.rindex(")") + 2 :].split()[1]) == master:
+            workers[int(entry.name)] = [int(t.name) for t in (entry / "task").iterdir()]
+    return workers
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="a Linux scheduling policy")
+def test_every_thread_of_every_worker_runs_as_batch_work(server: Server) -> None:
+    """gunicorn.conf.py's post_fork: a woken thread must not preempt the one that woke it
+    (which usually holds its process's GIL); the threads a worker starts later inherit it."""
+    deadline = time.monotonic() + 10
+    while len(workers := worker_threads(server.gunicorn_pid)) < 2:  # both workers started
+        assert time.monotonic() < deadline, workers
+        time.sleep(0.1)
+    policies = {
+        tid: os.sched_getscheduler(tid) for threads in workers.values() for tid in threads
+    }
+    assert len(policies) > len(workers)  # the request threads too, not only the main ones
+    assert set(policies.values()) == {os.SCHED_BATCH}
+    assert os.sched_getscheduler(server.gunicorn_pid) != os.SCHED_BATCH  # the master keeps it

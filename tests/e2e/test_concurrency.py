@@ -102,9 +102,7 @@ def test_every_thread_of_every_worker_runs_as_batch_work(server: Server) -> None
     while len(workers := worker_threads(server.gunicorn_pid)) < 2:  # both workers started
         assert time.monotonic() < deadline, workers
         time.sleep(0.1)
-    policies = {
-        tid: os.sched_getscheduler(tid) for threads in workers.values() for tid in threads
-    }
+    policies = {tid: os.sched_getscheduler(tid) for threads in workers.values() for tid in threads}
     assert len(policies) > len(workers)  # the request threads too, not only the main ones
     assert set(policies.values()) == {os.SCHED_BATCH}
     assert os.sched_getscheduler(server.gunicorn_pid) != os.SCHED_BATCH  # the master keeps it

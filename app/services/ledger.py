@@ -112,13 +112,27 @@ def allowed(current: TransactionState, to: TransactionState) -> bool:
 
 
 def open_payment(
-    uow: Moves, txn: Transaction, reason: str, day_start: float, month_start: float
+    uow: Moves,
+    txn: Transaction,
+    reason: str,
+    day_start: float,
+    month_start: float,
+    then: tuple[TransactionState, str] | None = None,
 ) -> None:
     """Insert a payer's new payment (created now) and count it in the payer's running totals of
-    the local day and month starting at `day_start` and `month_start`."""
-    if txn.payer_id is not None and txn.state in COMMITTED:
+    the local day and month starting at `day_start` and `month_start`.
+
+    With `then` (a state and its reason) the payment is inserted already moved on to that state,
+    as `move` right after would leave it (a transfer posted, a payment refused), in one write;
+    TransitionRefused if the table does not allow the step."""
+    state = txn.state
+    if then is not None:
+        if not allowed(state, then[0]):
+            raise TransitionRefused(f"a new {state.value} payment may not move to {then[0].value}")
+        state = then[0]
+    if txn.payer_id is not None and state in COMMITTED:
         uow.add_spent(txn.payer_id, txn.amount, day_start, month_start)  # before: see the contract
-    uow.insert_transaction(txn, reason)
+    uow.insert_transaction(txn, reason, then)
 
 
 def move(uow: Moves, txn: Transaction | str, to: TransactionState, reason: str, now: float) -> None:

@@ -68,10 +68,12 @@ def pay(
         lon=lon,
         risk=judgement.summary() if judgement else "",
     )
-    ledger.open_payment(uow, txn, "instruction accepted", day_start, month_start)
+
+    def open_as(then: tuple[TransactionState, str] | None = None) -> None:
+        ledger.open_payment(uow, txn, "instruction accepted", day_start, month_start, then)
 
     def refuse(code: str, reason: str) -> Outcome:
-        ledger.move(uow, txn, TransactionState.FAILED, code, now)  # PENDING, as inserted
+        open_as((TransactionState.FAILED, code))  # accepted, then refused: nothing moved
         balance = uow.balance(payer.account)
         text = replies.payment_failed(instr.amount, mask_party(instr.payee), reason, ref, balance)
         return Outcome(f"refused:{code}", text, ref)
@@ -85,14 +87,17 @@ def pay(
         return refuse(refusal.code, refusal.reply)
     if judgement.flags:
         why = "; ".join(d.reason for d in judgement.flags)
+        open_as()
         return holds.hold_flagged(svc, uow, txn, judgement.code(), why, now)
     if payout:
+        open_as()
         return settlement.start_payout(svc, uow, txn, payer, now)
     assert payee_user is not None
 
-    # the balances the posting left (no reads): the reply texts quote them
+    # inserted as posted, then posted: if the ledger's conditional debit refuses, the unit of
+    # work raises and nothing of it stays; the balances the posting left (no reads) are quoted
+    open_as((TransactionState.SUCCESS, "ledger entry posted"))
     payer_balance, payee_balance = ledger.transfer(uow, txn, now)
-    ledger.move(uow, txn, TransactionState.SUCCESS, "ledger entry posted", now)
     uow.enqueue_sms(
         OutboundSms(
             to=payee_user.phone,

@@ -16,8 +16,16 @@ from storage.models import (
 class Transactions(Protocol):
     """A transaction's reference is unique; every state change appends one event."""
 
-    def insert_transaction(self, txn: Transaction, reason: str) -> None:
-        """Add a transaction and its first event; DuplicateKey if the reference is taken."""
+    def insert_transaction(
+        self, txn: Transaction, reason: str, then: tuple[TransactionState, str] | None = None
+    ) -> None:
+        """Add a transaction and its first event; DuplicateKey if the reference is taken.
+
+        With `then` (a state and its reason), the transaction is written already moved on to
+        that state at `txn.created_at`, its history holding both events: what `set_state` right
+        after the insert would leave, in one write. The store does not judge the step
+        (app/services/ledger.py does).
+        """
         ...
 
     def set_state(

@@ -40,14 +40,18 @@ def committed_since(t: Tables, payer_id: str, since: float, payee: str | None = 
 class TransactionsPart(Part):
     """`Transactions` of the contract."""
 
-    def insert_transaction(self, txn: Transaction, reason: str) -> None:
+    def insert_transaction(
+        self, txn: Transaction, reason: str, then: tuple[TransactionState, str] | None = None
+    ) -> None:
         t = self._w()
         if txn.reference in t.transactions:
             raise DuplicateKey(f"transaction {txn.reference}")
+        history = [TransactionEvent(txn.reference, txn.state, reason, txn.created_at)]
+        if then is not None:
+            history.append(TransactionEvent(txn.reference, *then, txn.created_at))
+            txn = replace(txn, state=then[0], reason=then[1], updated_at=txn.created_at)
         t.transactions[txn.reference] = txn
-        t.events[txn.reference] = (
-            TransactionEvent(txn.reference, txn.state, reason, txn.created_at),
-        )
+        t.events[txn.reference] = tuple(history)
 
     def set_state(
         self,

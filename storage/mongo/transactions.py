@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -50,10 +51,16 @@ def committed_since(base: MongoBase, payer_id: str, since: float, payee: str | N
 class MongoTransactions(MongoBase, Transactions):
     """`transactions`: _id the reference; a state change and its event are one update."""
 
-    def insert_transaction(self, txn: Transaction, reason: str) -> None:
-        """Add a transaction and its first event; DuplicateKey if the reference is taken."""
-        first = [TransactionEvent(txn.reference, txn.state, reason, txn.created_at)]
-        self._insert("transactions", docs.transaction_doc(txn, first))
+    def insert_transaction(
+        self, txn: Transaction, reason: str, then: tuple[TransactionState, str] | None = None
+    ) -> None:
+        """Add a transaction and its first event (and a second, `then`: see the contract);
+        DuplicateKey if the reference is taken."""
+        history = [TransactionEvent(txn.reference, txn.state, reason, txn.created_at)]
+        if then is not None:
+            history.append(TransactionEvent(txn.reference, *then, txn.created_at))
+            txn = replace(txn, state=then[0], reason=then[1], updated_at=txn.created_at)
+        self._insert("transactions", docs.transaction_doc(txn, history))
 
     def set_state(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from typing import Any
 
 from storage.contract import Transactions
@@ -60,10 +61,23 @@ def insert_event(
 class SqliteTransactions(SqliteBase, Transactions):
     """transactions and transaction_events; every state change appends an event."""
 
-    def insert_transaction(self, txn: Transaction, reason: str) -> None:
-        """Add a transaction and its first event; DuplicateKey if the reference is taken."""
-        insert_transaction_row(self._c, txn)
-        insert_event(self._c, txn.reference, txn.state, reason, txn.created_at)
+    def insert_transaction(
+        self, txn: Transaction, reason: str, then: tuple[TransactionState, str] | None = None
+    ) -> None:
+        """Add a transaction and its first event (and a second, `then`: see the contract);
+        DuplicateKey if the reference is taken."""
+        if then is None:
+            insert_transaction_row(self._c, txn)
+            insert_event(self._c, txn.reference, txn.state, reason, txn.created_at)
+            return
+        state, moved = then
+        at = txn.created_at
+        insert_transaction_row(self._c, replace(txn, state=state, reason=moved, updated_at=at))
+        self._c.execute(
+            "INSERT INTO transaction_events (reference, state, reason, at)"
+            " VALUES (?, ?, ?, ?), (?, ?, ?, ?)",
+            (txn.reference, txn.state.value, reason, at, txn.reference, state.value, moved, at),
+        )
 
     def set_state(
         self,

@@ -164,6 +164,39 @@ def test_a_state_change_can_be_conditional_on_the_state_held(store: Store) -> No
     assert [(e.state, e.reason) for e in got[1]] == [(P, "created"), (S, "posted")]
 
 
+@pytest.mark.parametrize("then", [TransactionState.SUCCESS, TransactionState.FAILED])
+def test_a_transaction_inserted_already_moved_on_is_what_insert_then_set_state_leave(
+    store: Store, then: TransactionState
+) -> None:
+    """`insert_transaction(..., then=...)`: one write for a payment posted or refused as it is
+    accepted; the row, its history, the payer's committed paise and the window of payees the
+    risk rules read are the same as after the two steps."""
+
+    def two_steps(uow: UnitOfWork) -> None:
+        uow.insert_transaction(txn("R1", "u1", 300, 10.0), "accepted")
+        uow.set_state("R1", then, "moved on", 10.0)
+
+    store.atomic(two_steps)
+    store.atomic(lambda uow: uow.insert_transaction(txn("R2", "u2", 300, 10.0), "accepted",
+                                                    (then, "moved on")))  # fmt: skip
+
+    def seen(ref: str, payer: str) -> tuple[Any, ...]:
+        def read(uow: UnitOfWork) -> tuple[Any, ...]:
+            got = uow.get_transaction(ref)
+            assert got is not None
+            events = [(e.state, e.reason, e.at) for e in uow.events(ref)]
+            spent = uow.debited_since(payer, 0.0)
+            payees = uow.payees_paid_since(payer, 0.0, 10)
+            return replace(got, reference="", payer_id=None), events, spent, payees
+
+        return store.read(read)
+
+    first = seen("R1", "u1")
+    assert seen("R2", "u2") == first
+    assert first[0].state is then and first[0].reason == "moved on"
+    assert [e[:2] for e in first[1]] == [(TransactionState.PENDING, "accepted"), (then, "moved on")]
+
+
 def test_debited_since_counts_live_payments_of_that_payer_only(store: Store) -> None:
     def unit(uow: UnitOfWork) -> None:
         uow.insert_transaction(txn("R1", "u1", 100, 10.0), "c")

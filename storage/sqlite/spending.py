@@ -44,7 +44,16 @@ class SqliteSpending(SqliteBase, Spending):
         return day, month
 
     def add_spent(self, payer_id: str, amount: int, day_start: float, month_start: float) -> None:
-        """Count a committed payment created now (before it is inserted)."""
+        """Count a committed payment created now (before it is inserted): one conditional
+        UPDATE when the row holds this day and month (the caps' read just brought it there),
+        else the row is brought to them first."""
+        cur = self._c.execute(
+            "UPDATE spending SET day_amount = day_amount + ?, month_amount = month_amount + ?"
+            " WHERE payer_id = ? AND day_start = ? AND month_start = ?",
+            (amount, amount, payer_id, day_start, month_start),
+        )
+        if cur.rowcount == 1:
+            return
         d0, day, m0, month = self._current(payer_id, day_start, month_start)
         self._write(payer_id, (d0, day + amount, m0, month + amount))
 

@@ -18,6 +18,23 @@ class MalformedTwilioRequest(ValueError):
     """The form lacks what Twilio always sends."""
 
 
+class _Fields(dict[str, list[str]]):
+    """A form's fields with all their values, in the shape Twilio's validator reads first: it
+    asks for `getall` (WebOb's name) before `getlist` (werkzeug's), so werkzeug's MultiDict cost
+    a caught AttributeError a field, twice a request (the SDK signs the URL with and without a
+    port): 70 us against 44 for a 19-field message."""
+
+    def getall(self, name: str) -> list[str]:
+        return self[name]
+
+
+def _fields(params: Mapping[str, str]) -> _Fields:
+    getlist = getattr(params, "getlist", None)
+    if getlist is None:  # a plain mapping: one value a field
+        return _Fields((name, [value]) for name, value in params.items())
+    return _Fields((name, getlist(name)) for name in params)
+
+
 def signature_is_valid(
     auth_token: str, url: str, params: Mapping[str, str], signature: str | None
 ) -> bool:
@@ -25,7 +42,7 @@ def signature_is_valid(
     repeated field is signed as Twilio signed it)."""
     if not auth_token or not signature:
         return False
-    return bool(RequestValidator(auth_token).validate(url, params, signature))
+    return bool(RequestValidator(auth_token).validate(url, _fields(params), signature))
 
 
 def parse_form(form: Mapping[str, str], received_at: float) -> InboundSms:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import replace
 from typing import Any
 
 from storage.contract import Transactions
@@ -20,15 +19,20 @@ from storage.sqlite.base import SqliteBase, insert, transaction_of
 FINAL_STATES = ("SUCCESS", "FAILED")
 
 
-def insert_transaction_row(conn: sqlite3.Connection, txn: Transaction) -> None:
-    """Write a transactions row as it is (no event); DuplicateKey if the reference is taken."""
+def insert_transaction_row(
+    conn: sqlite3.Connection, txn: Transaction, moved: tuple[TransactionState, str] | None = None
+) -> None:
+    """Write a transactions row (no event): as it is, or moved on at its creation to the state
+    and reason `moved` gives; DuplicateKey if the reference is taken."""
+    state, reason, updated_at = (txn.state, txn.reason, txn.updated_at) if moved is None else (
+        moved[0], moved[1], txn.created_at)  # fmt: skip
     insert(
         conn,
         "INSERT INTO transactions (reference, kind, amount, state, created_at, updated_at,"
         " payer_id, payer_phone, payee_id, payee, reason, note, channel, lat, lon, risk)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        txn.reference, txn.kind.value, txn.amount, txn.state.value, txn.created_at,
-        txn.updated_at, txn.payer_id, txn.payer_phone, txn.payee_id, txn.payee, txn.reason,
+        txn.reference, txn.kind.value, txn.amount, state.value, txn.created_at,
+        updated_at, txn.payer_id, txn.payer_phone, txn.payee_id, txn.payee, reason,
         txn.note, txn.channel, txn.lat, txn.lon, txn.risk,
     )  # fmt: skip
 
@@ -72,7 +76,7 @@ class SqliteTransactions(SqliteBase, Transactions):
             return
         state, moved = then
         at = txn.created_at
-        insert_transaction_row(self._c, replace(txn, state=state, reason=moved, updated_at=at))
+        insert_transaction_row(self._c, txn, then)  # no dataclasses.replace: it runs __init__
         self._c.execute(
             "INSERT INTO transaction_events (reference, state, reason, at)"
             " VALUES (?, ?, ?, ?), (?, ?, ?, ?)",

@@ -189,6 +189,7 @@ LOCK_METRICS = (
     "smspay_store_batch_units_total",
     "smspay_store_write_lock_wait_seconds_total",
     "smspay_store_write_lock_held_seconds_total",
+    "smspay_store_write_lock_cpu_seconds_total",
 )
 
 
@@ -284,10 +285,11 @@ def report(runs: list[Run], baseline: float) -> str:
             per_commit = units / max(r.lock["smspay_store_batches_total"], 1)
             waited = r.lock["smspay_store_write_lock_wait_seconds_total"] / units * 1000
             held = held_ms(r.lock)
+            cpu = r.lock["smspay_store_write_lock_cpu_seconds_total"] / units * 1000
             shares = "/".join(f"{x:.2f}" for x in r.worker_shares)
             lines.append(
                 f"  {r.name:<36} {per_commit:5.2f} units a commit, waited {waited:5.2f} ms,"
-                f" held {held:5.2f} ms; workers' CPU {shares}"
+                f" held {held:5.2f} ms (CPU {cpu:4.2f}); workers' CPU {shares}"
             )
     return "\n".join(lines)
 

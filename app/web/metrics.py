@@ -76,16 +76,24 @@ LOCK_WAIT = Counter(
 )
 LOCK_HELD = Counter(
     "smspay_store_write_lock_held_seconds",
-    "Seconds batches held the store's write lock: their units' work and the commit's fsync.",
+    "Seconds batches held the store's write lock: their units' work and the commit.",
+    ["store"],
+)
+# held - cpu: the time the leading thread held the lock without running (waiting for its
+# process's GIL after each SQLite call, or for a core); docs/performance.md
+LOCK_CPU = Counter(
+    "smspay_store_write_lock_cpu_seconds",
+    "CPU seconds the thread leading each batch used while it held the store's write lock.",
     ["store"],
 )
 
 
-def _observe_batch(units: int, waited: float, held: float) -> None:
+def _observe_batch(units: int, waited: float, held: float, cpu: float) -> None:
     STORE_BATCHES.labels("sqlite").inc()
     STORE_UNITS.labels("sqlite").inc(units)
     LOCK_WAIT.labels("sqlite").inc(waited)
     LOCK_HELD.labels("sqlite").inc(held)
+    LOCK_CPU.labels("sqlite").inc(cpu)
 
 
 def install(app: Flask) -> None:

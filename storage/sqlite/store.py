@@ -25,9 +25,10 @@ from storage.sqlite.migrations import migrate, refuse_newer
 from storage.sqlite.unit_of_work import SqliteUnitOfWork
 
 T = TypeVar("T")
-# Called after every batch with (units, seconds waiting for the write lock, seconds holding it):
-# app/web/metrics.py turns these into /metrics figures. Storage knows nothing of Prometheus.
-BATCH_OBSERVERS: list[Callable[[int, float, float], None]] = []
+# Called after every batch with (units, seconds waiting for the write lock, seconds holding it,
+# CPU seconds the leading thread used while holding it): app/web/metrics.py turns these into
+# /metrics figures. Storage knows nothing of Prometheus.
+BATCH_OBSERVERS: list[Callable[[int, float, float, float], None]] = []
 BUSY_TIMEOUT_MS = 15_000
 DUPLICATE_RETRIES = 3  # runs of a unit of work again after a unique key refused a write
 MIN_FREE_BYTES = 1 << 20  # readiness: less room than this on the file's disk is "full"
@@ -201,13 +202,14 @@ class SqliteStore:
         self._connect()  # the directory, the file and its schema first
         asked = time.perf_counter()
         lock = self._lock_writers()
-        taken = time.perf_counter()
+        taken, cpu = time.perf_counter(), time.thread_time()
         try:
             self._commit(units)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+        held, cpu = time.perf_counter() - taken, time.thread_time() - cpu
         for observe in BATCH_OBSERVERS:
-            observe(len(units), taken - asked, time.perf_counter() - taken)
+            observe(len(units), taken - asked, held, cpu)
         assert self._checkpoints is not None
         self._checkpoints.committed(len(units))
 

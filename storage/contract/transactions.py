@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Protocol
 
 from storage.models import (
@@ -99,3 +100,15 @@ class Transactions(Protocol):
     def settle_seconds(self, since: float, until: float, limit: int) -> list[float]:
         """Seconds from creation to SUCCESS or FAILED, for at most `limit` transactions."""
         ...
+
+
+def opened(
+    txn: Transaction, reason: str, then: tuple[TransactionState, str] | None = None
+) -> tuple[Transaction, tuple[TransactionEvent, ...]]:
+    """A new transaction as `insert_transaction` stores it, and its history: the first event,
+    and with `then` the step to that state at its creation (see `insert_transaction`)."""
+    first = TransactionEvent(txn.reference, txn.state, reason, txn.created_at)
+    if then is None:
+        return txn, (first,)
+    moved = replace(txn, state=then[0], reason=then[1], updated_at=txn.created_at)
+    return moved, (first, TransactionEvent(txn.reference, *then, txn.created_at))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import replace
 
+from storage.contract.transactions import opened
 from storage.errors import DuplicateKey, NotFound, StateChanged
 from storage.memory.tables import Part, Tables
 from storage.models import (
@@ -46,12 +47,7 @@ class TransactionsPart(Part):
         t = self._w()
         if txn.reference in t.transactions:
             raise DuplicateKey(f"transaction {txn.reference}")
-        history = [TransactionEvent(txn.reference, txn.state, reason, txn.created_at)]
-        if then is not None:
-            history.append(TransactionEvent(txn.reference, *then, txn.created_at))
-            txn = replace(txn, state=then[0], reason=then[1], updated_at=txn.created_at)
-        t.transactions[txn.reference] = txn
-        t.events[txn.reference] = tuple(history)
+        t.transactions[txn.reference], t.events[txn.reference] = opened(txn, reason, then)
 
     def set_state(
         self,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 
-from storage.contract.transactions import Transactions
+from storage.contract.transactions import Transactions, opened
 from storage.errors import NotFound, StateChanged
 from storage.models import (
     RecentPayment,
@@ -56,11 +55,7 @@ class MongoTransactions(MongoBase, Transactions):
     ) -> None:
         """Add a transaction and its first event (and a second, `then`: see the contract);
         DuplicateKey if the reference is taken."""
-        history = [TransactionEvent(txn.reference, txn.state, reason, txn.created_at)]
-        if then is not None:
-            history.append(TransactionEvent(txn.reference, *then, txn.created_at))
-            txn = replace(txn, state=then[0], reason=then[1], updated_at=txn.created_at)
-        self._insert("transactions", docs.transaction_doc(txn, history))
+        self._insert("transactions", docs.transaction_doc(*opened(txn, reason, then)))
 
     def set_state(
         self,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.serve import children
 from tests.e2e.conftest import Server, post, provision
 
 pytestmark = pytest.mark.e2e
@@ -85,15 +86,8 @@ def test_50_concurrent_payments_exactly_10_covered(
 
 def worker_threads(master: int) -> dict[int, list[int]]:
     """gunicorn's worker processes and the ids of each one's threads, from /proc."""
-    workers: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
-        except OSError:  # gone meanwhile
-            continue
-        if stat and int(stat[stat.rindex(")") + 2 :].split()[1]) == master:
-            workers[int(entry.name)] = [int(t.name) for t in (entry / "task").iterdir()]
-    return workers
+    return {pid: [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+            for pid in children(master)}  # fmt: skip
 
 
 def batch_policy_allowed() -> bool:

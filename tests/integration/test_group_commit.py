@@ -351,6 +351,28 @@ def test_a_unit_is_answered_only_after_the_wal_holding_it_is_synced(
     assert all(meta(store, f"s{i}") == b"1" for i in range(8))
 
 
+def test_a_batch_whose_every_unit_failed_is_not_synced(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing of it was committed and nobody is answered as done: no fsync is spent on it."""
+    real_sync, synced = os.fdatasync, []
+
+    def sync(fd: int) -> None:
+        synced.append(fd)
+        real_sync(fd)
+
+    def fails(uow: SqliteUnitOfWork) -> None:
+        uow.set_meta("bad", b"1")
+        raise ValueError("refused")
+
+    monkeypatch.setattr(os, "fdatasync", sync)
+    sizes = batches_of(store)
+    outcomes = queued_behind_a_held_batch(store, [fails, fails, fails])
+    assert sizes == [1, 3] and all(isinstance(o, ValueError) for o in outcomes)
+    assert len(synced) == 1  # the holding unit's batch only
+    assert meta(store, "bad") is None
+
+
 def test_a_failed_wal_sync_answers_no_unit_of_its_batch_as_done(
     store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

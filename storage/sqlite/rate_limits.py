@@ -25,7 +25,20 @@ class SqliteRateLimits(SqliteBase, RateLimits):
     def take_tokens(
         self, bucket: str, capacity: float, per_second: float, want: int, now: float
     ) -> int:
-        """Take up to `want` whole tokens from a bucket; a negative `want` gives tokens back."""
+        """Take up to `want` whole tokens from a bucket; a negative `want` gives tokens back.
+
+        A bucket that holds `want` tokens once refilled gives them in one conditional UPDATE
+        (the same arithmetic as below, in SQL); otherwise (no row yet, too few tokens, giving
+        back) its row is read, then written."""
+        if want > 0:
+            refilled = "min(?, tokens + (? - updated_at) * ?)"
+            taken = self._c.execute(
+                f"UPDATE rate_buckets SET tokens = {refilled} - ?, updated_at = ?"
+                f" WHERE key = ? AND {refilled} >= ?",
+                (capacity, now, per_second, want, now, bucket, capacity, now, per_second, want),
+            )
+            if taken.rowcount == 1:
+                return want
         row = self._one("SELECT tokens, updated_at FROM rate_buckets WHERE key = ?", bucket)
         tokens = capacity if row is None else min(capacity, row[0] + (now - row[1]) * per_second)
         granted = want if want < 0 else max(0, min(want, int(tokens)))  # want < 0: give back

@@ -120,6 +120,35 @@ def test_ledger_entries_balance_and_never_overdraw(store: Store) -> None:
     assert store.read(lambda uow: uow.entries("X")) == []
 
 
+def test_an_entry_of_several_postings_keeps_their_order_and_names_the_first_refusal(
+    store: Store,
+) -> None:
+    with_accounts(store, balance=500)
+    store.atomic(lambda uow: uow.create_account("user:c"))
+    three = [Posting("user:b", 100), Posting("user:a", -300), Posting("user:c", 200)]
+    after = store.atomic(lambda uow: uow.post_entry("T3", three, 2))
+    assert list(after.items()) == [("user:b", 100), ("user:a", 200), ("user:c", 200)]
+    twice = [Posting("user:a", -150), Posting("user:b", 100), Posting("user:a", 50)]
+    after = store.atomic(lambda uow: uow.post_entry("T2", twice, 3))
+    assert after == {"user:a": 100, "user:b": 200}  # an account twice: its last balance
+    # the first refused posting names the error, whichever way round; nothing of it stays
+    short_then_missing = [Posting("user:a", -101), Posting("nope", 101)]
+    missing_then_short = [Posting("nope", 101), Posting("user:a", -101)]
+    for postings, error in ((short_then_missing, InsufficientFunds),
+                            (missing_then_short, NotFound)):  # fmt: skip
+        with pytest.raises(error):
+            store.atomic(lambda uow, ps=postings: uow.post_entry("X", ps, 4))
+
+    def read(uow: UnitOfWork) -> tuple[Any, ...]:
+        balances = tuple(uow.balance(f"user:{who}") for who in "abc")
+        return (*balances, uow.total_balance(), *(uow.entries(r) for r in ("T3", "T2", "X")))
+
+    a, b, c, total, t3, t2, x = store.read(read)
+    assert (a, b, c, total, x) == (100, 200, 200, 0, [])
+    assert list(t3[0].postings) == three
+    assert list(t2[0].postings) == twice
+
+
 def test_a_failed_unit_of_work_leaves_nothing_behind(store: Store) -> None:
     with_accounts(store, balance=100)
 

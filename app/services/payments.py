@@ -35,19 +35,20 @@ def pay(
     settings = svc.settings
     ref = new_reference()
     payout = is_vpa(instr.payee)
-    payee_user = None if payout else uow.get_user_by_phone(instr.payee)
+    day_start, month_start = start_of_day(now, svc.tz), start_of_month(now, svc.tz)
+    standing = uow.standing(payer.id, instr.payee, day_start, month_start)
+    payee_id = None if payout else standing.payee_id
     lat, lon = (
         (float(instr.location[0]), float(instr.location[1])) if instr.location else (None, None)
     )
     mistake: tuple[str, str] | None = None
-    if not payout and payee_user is None:
+    if not payout and payee_id is None:
         mistake = ("payee_not_registered", replies.PAYEE_NOT_REGISTERED)
-    elif payee_user is not None and payee_user.id == payer.id:
+    elif payee_id == payer.id:
         mistake = ("self_payment", replies.SELF_PAYMENT)
     judgement = None
-    day_start, month_start = start_of_day(now, svc.tz), start_of_month(now, svc.tz)
     if mistake is None:
-        past = risk.past_of(uow, payer, instr.payee, now, day_start, month_start, settings)
+        past = risk.past_of(uow, payer, standing, instr.payee, now, settings)
         judgement = risk.judge(
             risk.Attempt(instr.payee, instr.amount, now, lat, lon), past, settings
         )
@@ -60,7 +61,7 @@ def pay(
         updated_at=now,
         payer_id=payer.id,
         payer_phone=payer.phone,
-        payee_id=payee_user.id if payee_user else None,
+        payee_id=payee_id,
         payee=instr.payee,
         note=instr.note,
         channel=channel,
@@ -73,8 +74,8 @@ def pay(
         ledger.open_payment(uow, txn, "instruction accepted", day_start, month_start, then)
 
     def refuse(code: str, reason: str) -> Outcome:
-        open_as((TransactionState.FAILED, code))  # accepted, then refused: nothing moved
-        balance = uow.balance(payer.account)
+        open_as((TransactionState.FAILED, code))  # accepted, then refused: nothing moved,
+        balance = standing.balance  # so the balance read before it stands
         text = replies.payment_failed(instr.amount, mask_party(instr.payee), reason, ref, balance)
         return Outcome(f"refused:{code}", text, ref)
 
@@ -92,7 +93,7 @@ def pay(
     if payout:
         open_as()
         return settlement.start_payout(svc, uow, txn, payer, now)
-    assert payee_user is not None
+    assert payee_id is not None
 
     # inserted as posted, then posted: if the ledger's conditional debit refuses, the unit of
     # work raises and nothing of it stays; the balances the posting left (no reads) are quoted
@@ -100,13 +101,13 @@ def pay(
     payer_balance, payee_balance = ledger.transfer(uow, txn, now)
     uow.enqueue_sms(
         OutboundSms(
-            to=payee_user.phone,
+            to=instr.payee,
             body=replies.received(instr.amount, mask_phone(payer.phone), ref, payee_balance),
             created_at=now,
             reference=ref,
         )
     )
-    text = replies.paid(instr.amount, mask_phone(payee_user.phone), ref, payer_balance)
+    text = replies.paid(instr.amount, mask_phone(instr.payee), ref, payer_balance)
     return Outcome("paid", text, ref)
 
 

@@ -24,12 +24,13 @@ from typing import Protocol
 from app.config import Settings
 from app.services.ledger import COMMITTED
 from sms import replies
-from storage.contract import Ledger, Spending, Transactions
-from storage.models import RecentPayment, TransactionState, User, user_account
+from storage.contract import Transactions
+from storage.contract.spending import Standing
+from storage.models import RecentPayment, TransactionState, User
 
 
-class Reads(Ledger, Transactions, Spending, Protocol):
-    """The parts of the unit of work the rules read (the running totals are brought up to date)."""
+class Reads(Transactions, Protocol):
+    """The parts of the unit of work `past_of` reads beside the payment's `Standing`."""
 
 
 DAY = 86_400.0
@@ -93,22 +94,16 @@ class Past:
 
 
 def past_of(
-    uow: Reads,
-    payer: User,
-    payee: str,
-    now: float,
-    day_start: float,
-    month_start: float,
-    s: Settings,
+    uow: Reads, payer: User, standing: Standing, payee: str, now: float, s: Settings
 ) -> Past:
-    """Read the payer's history for `judge` (inside the payment's unit of work): a bounded
-    number of reads, each by an index, whatever the length of the payer's history."""
+    """Read the payer's history for `judge` (inside the payment's unit of work), beside the
+    `standing` the payment read first: a bounded number of reads, each by an index, whatever
+    the length of the payer's history."""
     payer_id = payer.id
     area = None if payer.area_lat is None or payer.area_lon is None else (
         payer.area_lat, payer.area_lon)  # fmt: skip
-    spent_today, spent_month = uow.spent(payer_id, day_start, month_start)
     recent = uow.recent_payments(payer_id, now - LOOKBACK, HISTORY_LIMIT)
-    first_paid = uow.first_payment_to(payer_id, payee)
+    first_paid = standing.first_paid
     paid_24h = None
     new_payee_paid = first_paid is not None and now - first_paid < NEW_PAYEE_SECONDS
     if new_payee_paid and len(recent) == HISTORY_LIMIT and recent[-1].created_at > now - DAY:
@@ -126,10 +121,10 @@ def past_of(
             payees = frozenset(uow.payees_paid_since(payer_id, now - window, most + 1))
     return Past(
         area=area,
-        balance=uow.balance(user_account(payer_id)),
+        balance=standing.balance,
         recent=recent,
-        spent_today=spent_today,
-        spent_month=spent_month,
+        spent_today=standing.spent_today,
+        spent_month=standing.spent_month,
         payee_first_paid=first_paid,
         paid_to_payee_24h=paid_24h,
         payees_in_window=payees,

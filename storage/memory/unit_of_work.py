@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from storage.contract.spending import Standing, standing_of
 from storage.memory.inbound import InboundPart
 from storage.memory.jobs import JobsPart
 from storage.memory.ledger import LedgerPart
@@ -29,3 +30,7 @@ class MemoryUnitOfWork(
     WorkersPart,
 ):
     """The contract's `UnitOfWork` over one set of tables: a working copy, or a snapshot to read."""
+
+    def standing(self, payer_id: str, payee: str, day_start: float, month_start: float) -> Standing:
+        """The four reads `standing` stands for, one after another."""
+        return standing_of(self, payer_id, payee, day_start, month_start)

@@ -39,6 +39,11 @@ EXPECTED = {
 }
 
 
+def scans_a_table(step: str) -> bool:
+    """A plan's step that reads a whole table ("SCAN CONSTANT ROW": a SELECT with no FROM)."""
+    return step.startswith("SCAN") and step != "SCAN CONSTANT ROW"
+
+
 def plan(conn: sqlite3.Connection, statement: str) -> list[str]:
     return [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}")]
 
@@ -74,7 +79,7 @@ def test_no_statement_of_a_payment_scans_a_table(
         if re.match(r"\s*(SELECT|UPDATE|DELETE|INSERT .* ON CONFLICT)", statement, re.I | re.S):
             plans[statement] = plan(conn, statement)
     assert len(plans) > 10
-    scans = {s: p for s, p in plans.items() if any(step.startswith("SCAN") for step in p)}
+    scans = {s: p for s, p in plans.items() if any(scans_a_table(step) for step in p)}
     assert scans == {}
     for fragment, expected in EXPECTED.items():
         found = [p for s, p in plans.items() if fragment in s]

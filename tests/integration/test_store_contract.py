@@ -279,6 +279,39 @@ def test_a_payers_recent_payments_and_first_payment_to_a_payee(store: Store) -> 
     assert store.read(lambda uow: uow.payees_paid_since("u2", 0, 5)) == {"+912222222222"}
 
 
+def test_a_payments_standing_answers_as_its_four_reads(store: Store) -> None:
+    """`standing` is `spent`, the wallet's `balance`, `first_payment_to` and the payee's user,
+    read in one go: with no totals' row yet, with one of this day, and across a new day."""
+    with_accounts(store, balance=500)  # the wallets user:a and user:b
+
+    def setup(uow: UnitOfWork) -> None:
+        uow.insert_user(user("a", "+911111111111"))
+        uow.insert_user(user("b", "+912222222222"))
+        uow.insert_transaction(replace(txn("S1", "a", 100, 10.0), payee="+912222222222"), "c")
+        uow.insert_transaction(replace(txn("S2", "a", 40, 12.0), payee="+913333333333"), "c")
+
+    store.atomic(setup)
+
+    def standing(payee: str, day: float, month: float) -> tuple[Any, ...]:
+        def unit(uow: UnitOfWork) -> tuple[Any, ...]:
+            got = uow.standing("a", payee, day, month)  # first: it may write the totals' row
+            payee_user = uow.get_user_by_phone(payee)
+            reads = (payee_user.id if payee_user else None, *uow.spent("a", day, month),
+                     uow.balance("user:a"), uow.first_payment_to("a", payee))  # fmt: skip
+            fields = (got.payee_id, got.spent_today, got.spent_month, got.balance, got.first_paid)
+            assert fields == reads
+            return fields
+
+        return store.atomic(unit)
+
+    assert standing("+912222222222", 11.0, 0.0) == ("b", 40, 140, 500, 10.0)  # no row yet
+    assert standing("+912222222222", 11.0, 0.0) == ("b", 40, 140, 500, 10.0)  # the row now
+    assert standing("+913333333333", 13.0, 0.0) == (None, 0, 140, 500, 12.0)  # a new day
+    assert standing("shop@upi", 13.0, 0.0) == (None, 0, 140, 500, None)  # a UPI id
+    with pytest.raises(NotFound):  # no wallet
+        store.atomic(lambda uow: uow.standing("nobody", "+912222222222", 0.0, 0.0))
+
+
 def test_the_payees_of_a_window_stop_at_the_limit(store: Store) -> None:
     payees = ["+912000000001", "+912000000002", "+912000000003"]
 

@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
 
 from storage.contract import Ledger
 from storage.errors import InsufficientFunds, NotFound, UnbalancedEntry
 from storage.models import LedgerEntry, Posting
 from storage.sqlite.base import SqliteBase
-
-
-@cache
-def _post_all(n: int) -> str:
-    """One UPDATE of `n` distinct accounts, each by its key, each debit conditional on the
-    balance it leaves; parameters: (account, amount) * n, the n accounts, (account, amount) * n."""
-    delta = "CASE id" + " WHEN ? THEN ?" * n + " END"
-    return (
-        f"UPDATE accounts SET balance = balance + {delta}"
-        f" WHERE id IN ({', '.join('?' * n)}) AND (allow_negative OR balance + {delta} >= 0)"
-        " RETURNING id, balance"
-    )
 
 
 class SqliteLedger(SqliteBase, Ledger):
@@ -41,29 +28,12 @@ class SqliteLedger(SqliteBase, Ledger):
 
     def post_entry(self, reference: str, postings: Sequence[Posting], at: float) -> dict[str, int]:
         """Apply a balanced entry; each debit is conditional on the balance it leaves, which the
-        update returns. Postings to distinct accounts (every entry the service posts) change
-        their balances in one UPDATE and are recorded in one INSERT."""
+        update returns."""
         if len(postings) < 2 or sum(p.amount for p in postings) != 0:
             raise UnbalancedEntry(f"entry for {reference} does not balance")
         entry_id = self._insert(
             "INSERT INTO ledger_entries (reference, created_at) VALUES (?, ?)", reference, at
         )
-        if len({p.account for p in postings}) < len(postings):  # an account twice: in turn
-            return self._post_in_turn(entry_id, postings)
-        deltas = [v for p in postings for v in (p.account, p.amount)]
-        accounts = [p.account for p in postings]
-        rows = self._c.execute(_post_all(len(postings)), deltas + accounts + deltas).fetchall()
-        after = {r[0]: int(r[1]) for r in rows}
-        for p in postings:
-            if p.account not in after:  # the first posting refused names the error
-                raise self._refused(p.account)
-        self._c.execute(
-            "INSERT INTO postings VALUES " + ", ".join(["(?, ?, ?)"] * len(postings)),
-            [v for p in postings for v in (entry_id, p.account, p.amount)],
-        )
-        return {p.account: after[p.account] for p in postings}
-
-    def _post_in_turn(self, entry_id: int, postings: Sequence[Posting]) -> dict[str, int]:
         balances: dict[str, int] = {}
         for p in postings:
             row = self._c.execute(
@@ -72,18 +42,14 @@ class SqliteLedger(SqliteBase, Ledger):
                 (p.amount, p.account, p.amount),
             ).fetchone()
             if row is None:
-                raise self._refused(p.account)
+                if self._one("SELECT 1 FROM accounts WHERE id = ?", p.account) is None:
+                    raise NotFound(f"account {p.account}")
+                raise InsufficientFunds(p.account)
             balances[p.account] = int(row[0])
             self._c.execute(
                 "INSERT INTO postings VALUES (?, ?, ?)", (entry_id, p.account, p.amount)
             )
         return balances
-
-    def _refused(self, account: str) -> NotFound | InsufficientFunds:
-        """Why a posting to `account` changed no balance: no such account, or too little in it."""
-        if self._one("SELECT 1 FROM accounts WHERE id = ?", account) is None:
-            return NotFound(f"account {account}")
-        return InsufficientFunds(account)
 
     def entries(self, reference: str) -> list[LedgerEntry]:
         """The entries posted for one transaction, oldest first, postings in the order given."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 # and most SMS save the write (a round trip on MongoDB).
 GATEWAY_TOUCH_SECONDS = 30.0
 BURNED_KEY_ACTION = "device.burned"  # the audit entry the console's burned-key alarm shows
+# Called with True for a payment decided ahead and settled, False for one found stale (then
+# decided inside): app/web/metrics.py counts them. The service layer knows nothing of Prometheus.
+AHEAD_OBSERVERS: list[Callable[[bool], None]] = []
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,8 @@ def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
             reply = _settle_ahead(svc, sms, frame, decided, touch)  # type: ignore[arg-type]
         except Stale as why:
             log.debug("payment decided ahead is stale, deciding inside: %s", why)
+        for observe in AHEAD_OBSERVERS:
+            observe(reply is not None)
 
     def unit(uow: UnitOfWork) -> SmsReply:
         if sms.provider_message_id:

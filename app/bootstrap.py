@@ -208,10 +208,6 @@ class Services:
             self._pins = PinHasher(self.keyring.unwrap(wrapped, PIN_KEY_LABEL))
         return self._pins
 
-    def pins_read(self) -> PinHasher | None:
-        """The PIN hasher once `pins` has read its key in this process; None before."""
-        return self._pins
-
     @cached_property
     def device_keys(self) -> LastSeenKeys:
         """Each device's wrapped key as last read here: SMS are decrypted before their unit of

@@ -184,15 +184,12 @@ def held_ms(lock: dict[str, float]) -> float:
     return lock.get("smspay_store_write_lock_held_seconds_total", 0) / units * 1000 if units else 0
 
 
-AHEAD = "smspay_payments_decided_ahead_total"
 LOCK_METRICS = (
     "smspay_store_batches_total",
     "smspay_store_batch_units_total",
     "smspay_store_write_lock_wait_seconds_total",
     "smspay_store_write_lock_held_seconds_total",
     "smspay_store_write_lock_cpu_seconds_total",
-    f"{AHEAD}:settled",  # payments decided before the lock, by result
-    f"{AHEAD}:stale",
 )
 
 
@@ -203,9 +200,8 @@ def lock_figures(port: int) -> dict[str, float]:
     found = {name: 0.0 for name in LOCK_METRICS}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            name = ":".join([sample.name, *sample.labels.get("result", "").split()])
-            if name in found:
-                found[name] += sample.value
+            if sample.name in found:
+                found[sample.name] += sample.value
     return found
 
 
@@ -291,13 +287,9 @@ def report(runs: list[Run], baseline: float) -> str:
             held = held_ms(r.lock)
             cpu = r.lock["smspay_store_write_lock_cpu_seconds_total"] / units * 1000
             shares = "/".join(f"{x:.2f}" for x in r.worker_shares)
-            ahead = [
-                r.lock[f"smspay_payments_decided_ahead_total:{w}"] for w in ("settled", "stale")
-            ]
             lines.append(
                 f"  {r.name:<36} {per_commit:5.2f} units a commit, waited {waited:5.2f} ms,"
-                f" held {held:5.2f} ms (CPU {cpu:4.2f}); workers' CPU {shares};"
-                f" decided ahead {ahead[0] / units:.0%}, stale {ahead[1] / units:.0%}"
+                f" held {held:5.2f} ms (CPU {cpu:4.2f}); workers' CPU {shares}"
             )
     return "\n".join(lines)
 

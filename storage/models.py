@@ -392,9 +392,8 @@ RECORDS: dict[str, type[Record]] = {
 # Tables that need not travel: rate-limit buckets refill by themselves on the target.
 # Worker heartbeats describe the processes of one installation, not its data. Running spending
 # totals are made again from the transactions on the target (storage/contract/spending.py), and
-# SQLite's payees_paid and decision_versions by their triggers as the rows are imported.
-DERIVED = {"payees_paid", "decision_versions"}
-NOT_EXPORTED = frozenset({"rate_buckets", "rate_windows", "workers", "spending"} | DERIVED)
+# SQLite's payees_paid by its triggers as the transactions are imported (migration 5).
+NOT_EXPORTED = frozenset({"rate_buckets", "rate_windows", "workers", "spending", "payees_paid"})
 KINDS = tuple(RECORDS)  # the order of the file, and of the import (records before referrers)
 # the kinds kept by the staff part of each backend
 STAFF_KINDS = ("staff", "api_tokens", "audit_log")

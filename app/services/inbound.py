@@ -13,14 +13,6 @@ every delivery gets the first answer. The work that needs no lock is done before
 is decrypted and its instruction parsed with the device key this process last saw
 (`Services.device_keys`), and the unit of work uses that result only if the device row it
 reads still holds the same wrapped key (otherwise it decrypts again, inside).
-
-A payment is also decided before its unit of work when the store keeps decision versions
-(SQLite): `_decide_ahead` runs the same checks (sender, device, replay window, PIN, the rules,
-the balance) in a read snapshot, and `_settle_ahead` writes the outcome inside the writers'
-lock only if the payer's decision version is still the one it read, the rate buckets grant,
-and no unique key refuses; otherwise (`Stale`) the SMS runs the whole way inside its unit of
-work, as on the other stores. Only a payment that posts at once is decided ahead: every other
-outcome is decided inside.
 """
 
 from __future__ import annotations
@@ -28,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -39,13 +30,12 @@ from app.services.holds import RISK_ACTOR
 from app.services.staff import audit
 from crypto.codec import InvalidMessage, SealedFrame, looks_like_frame
 from crypto.keys import KeyManagementError, device_key_label
-from crypto.replay import ReplayWindow, Verdict
+from crypto.replay import Verdict
 from sms import replies
 from sms.inbound import InboundSms
 from sms.instructions import Balance, Instruction, InvalidInstruction, Pay, Status, TopUp, parse
 from sms.numbers import mask_party, mask_phone
 from storage.contract import UnitOfWork
-from storage.errors import DuplicateKey, InsufficientFunds
 from storage.models import Device, FrameRecord, InboundRecord, User
 
 log = logging.getLogger(__name__)
@@ -55,9 +45,6 @@ log = logging.getLogger(__name__)
 # and most SMS save the write (a round trip on MongoDB).
 GATEWAY_TOUCH_SECONDS = 30.0
 BURNED_KEY_ACTION = "device.burned"  # the audit entry the console's burned-key alarm shows
-# Called with True for a payment decided ahead and settled, False for one found stale (then
-# decided inside): app/web/metrics.py counts them. The service layer knows nothing of Prometheus.
-AHEAD_OBSERVERS: list[Callable[[bool], None]] = []
 
 
 @dataclass(frozen=True)
@@ -124,16 +111,6 @@ def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
         sms.received_at - touches.get(sms.gateway_id or "", -math.inf) >= GATEWAY_TOUCH_SECONDS
     )
 
-    decided = _decide_ahead(svc, sms, frame, ahead) if frame is not None else None
-    reply = None
-    if decided is not None:
-        try:
-            reply = _settle_ahead(svc, sms, frame, decided, touch)  # type: ignore[arg-type]
-        except Stale as why:
-            log.debug("payment decided ahead is stale, deciding inside: %s", why)
-        for observe in AHEAD_OBSERVERS:
-            observe(reply is not None)
-
     def unit(uow: UnitOfWork) -> SmsReply:
         if sms.provider_message_id:
             prior = uow.find_inbound(sms.route.value, sms.provider_message_id)
@@ -149,11 +126,23 @@ def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
             outcome = _limit_refusal_reply(svc, uow, sms.sender, outcome)
         else:  # a frame's reply is limited before it is stored with the frame (see below)
             outcome = _process_frame(svc, uow, sms, frame, ahead)  # type: ignore[arg-type]
-        uow.insert_inbound(_inbound_record(sms, frame, outcome))
+        uow.insert_inbound(
+            InboundRecord(
+                route=sms.route.value,
+                sender=sms.sender,
+                received_at=sms.received_at,
+                outcome=outcome.code,
+                reply=outcome.reply,
+                provider_message_id=sms.provider_message_id,
+                gateway_id=sms.gateway_id,
+                key_id=frame.key_id if frame else None,
+                counter=frame.counter if frame else None,
+                reference=outcome.reference,
+            )
+        )
         return SmsReply(outcome.reply, sms.sender, outcome.code, outcome.reference)
 
-    if reply is None:
-        reply = svc.store.atomic(unit)
+    reply = svc.store.atomic(unit)
     if sms.gateway_id and touch and reply.outcome != "redelivered":  # written and committed
         touches[sms.gateway_id] = sms.received_at
     # the one INFO line of an SMS is the access line, which the web layer gives these fields
@@ -199,7 +188,7 @@ def _open_and_run(
     if opened.parsed is None:
         return Outcome("bad_tag", replies.UNREADABLE), False
 
-    digest = _digest(frame)
+    digest = hashlib.sha256(frame.header + frame.sealed).hexdigest()[:32]
     verdict = device.window.check(frame.counter)
     # a frame is stored in the unit of work that accepts its counter into the window, and the
     # window only moves on: a counter it calls fresh has no stored frame (no read needed; the
@@ -217,126 +206,13 @@ def _open_and_run(
         svc, uow, user, device, opened.parsed, sms.route.value, now
     )
     outcome = _limit_refusal_reply(svc, uow, sms.sender, outcome)  # stored as the sender sees it
-    uow.insert_frame(_frame_record(frame, outcome, now, digest))
+    uow.insert_frame(
+        FrameRecord(
+            frame.key_id, frame.counter, outcome.code, outcome.reply, now, outcome.reference,
+            digest,
+        )
+    )  # fmt: skip
     return outcome, True
-
-
-def _digest(frame: SealedFrame) -> str:
-    """What tells the same SMS from another with the same key and counter."""
-    return hashlib.sha256(frame.header + frame.sealed).hexdigest()[:32]
-
-
-def _frame_record(frame: SealedFrame, outcome: Outcome, now: float, digest: str) -> FrameRecord:
-    return FrameRecord(
-        frame.key_id, frame.counter, outcome.code, outcome.reply, now, outcome.reference, digest
-    )
-
-
-def _inbound_record(sms: InboundSms, frame: SealedFrame | None, outcome: Outcome) -> InboundRecord:
-    return InboundRecord(
-        route=sms.route.value,
-        sender=sms.sender,
-        received_at=sms.received_at,
-        outcome=outcome.code,
-        reply=outcome.reply,
-        provider_message_id=sms.provider_message_id,
-        gateway_id=sms.gateway_id,
-        key_id=frame.key_id if frame else None,
-        counter=frame.counter if frame else None,
-        reference=outcome.reference,
-    )
-
-
-class Stale(Exception):
-    """Something a payment decided ahead read has changed (or a bucket or unique key refused
-    its writes): it is decided again inside its unit of work."""
-
-
-@dataclass(frozen=True)
-class DecidedAhead:
-    """A PAY decided in a read snapshot, to be settled inside the writers' lock."""
-
-    user: User
-    device: Device
-    version: int  # the payer's decision version the snapshot held
-    window: ReplayWindow  # the device's window with this frame's counter accepted
-    digest: str
-    instr: Pay
-    decided: payments.Decided
-    now: float
-
-
-def _decide_ahead(
-    svc: Services, sms: InboundSms, frame: SealedFrame, opened: Opened | None
-) -> DecidedAhead | None:
-    """Run a PAY's checks in a read snapshot, as `_open_and_run` and `_execute` would inside
-    its unit of work; the decision if it is a payment that posts at once, else None (then the
-    SMS is decided inside: a refusal, a hold, a payout, a duplicate, a wrong PIN and the rest)."""
-    instr = opened.parsed if opened is not None else None
-    pins = svc.pins_read()
-    if not svc.store.decision_versions or not isinstance(instr, Pay) or pins is None:
-        return None
-    assert opened is not None
-    now = svc.clock.now()
-    max_age = svc.settings.instruction_max_age_seconds
-    if max_age and now - instr.sent_at > max_age:
-        return None
-
-    def decide(uow: UnitOfWork) -> DecidedAhead | None:
-        user = uow.get_user_by_phone(sms.sender)
-        version = uow.decision_version(user.id) if user is not None else None
-        if user is None or version is None:  # an unknown sender, or no versions: inside
-            return None
-        if sms.provider_message_id and uow.find_inbound(sms.route.value, sms.provider_message_id):
-            return None  # a redelivery
-        device = uow.get_device(frame.key_id)
-        if (
-            device is None
-            or not device.active
-            or (device.phone, device.user_id) != (sms.sender, user.id)
-            or device.wrapped_key != opened.wrapped_key
-            or device.window.check(frame.counter) is not Verdict.FRESH
-            or user.failed_pin_attempts
-            or user.locked_until is not None
-            or not pins.verify(instr.pin, user.pin_salt, user.pin_hash)
-        ):
-            return None
-        decided = payments.decide(svc, uow, user, instr, sms.route.value, now)
-        if not decided.posts:
-            return None
-        window = device.window.accept(frame.counter)
-        return DecidedAhead(user, device, version, window, _digest(frame), instr, decided, now)
-
-    return svc.store.read(decide)
-
-
-def _settle_ahead(
-    svc: Services, sms: InboundSms, frame: SealedFrame, ahead: DecidedAhead, touch: bool
-) -> SmsReply:
-    """Write a payment decided ahead, in the order `handle_inbound_sms` writes it inside; Stale
-    (and nothing written) if its payer's decision version moved on, a rate bucket refuses or a
-    unique key does (a twin of the frame, a redelivery of the message, a taken reference)."""
-    user, now = ahead.user, ahead.now
-
-    def unit(uow: UnitOfWork) -> SmsReply:
-        try:
-            if sms.gateway_id and touch:
-                uow.touch_gateway(sms.gateway_id, sms.received_at)
-            if _gateway_limited(svc, uow, sms) is not None:
-                raise Stale("the forwarding phone's bucket refused")
-            if uow.decision_version(user.id) != ahead.version:
-                raise Stale("the payer's decision version moved on")
-            uow.save_window(ahead.device.key_id, ahead.window, now)
-            if _user_limited(svc, uow, user, now) is not None:
-                raise Stale("the user's bucket refused")
-            outcome = payments.settle(svc, uow, user, ahead.instr, ahead.decided, now)
-            uow.insert_frame(_frame_record(frame, outcome, now, ahead.digest))
-            uow.insert_inbound(_inbound_record(sms, frame, outcome))
-        except (DuplicateKey, InsufficientFunds) as exc:
-            raise Stale(type(exc).__name__) from exc
-        return SmsReply(outcome.reply, sms.sender, outcome.code, outcome.reference)
-
-    return svc.store.atomic(unit)
 
 
 # The outcomes whose replies count against a number's hourly allowance of refusal replies.

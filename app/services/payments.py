@@ -7,16 +7,13 @@ the last guard: if it ever finds the balance short, the whole unit of work is un
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
-
 from app.bootstrap import Services
 from app.services import errors, holds, ledger, risk, settlement
 from app.services.common import Outcome, new_reference, start_of_day, start_of_month
 from sms import replies
 from sms.instructions import MAX_AMOUNT_PAISE, Pay
 from sms.numbers import is_vpa, mask_party, mask_phone
-from storage.contract import Spending, UnitOfWork
+from storage.contract import UnitOfWork
 from storage.models import (
     OutboundSms,
     Transaction,
@@ -26,47 +23,17 @@ from storage.models import (
 )
 
 
-@dataclass(frozen=True)
-class Decided:
-    """What `decide` made of a PAY instruction from reads alone: the payment to open (PENDING)
-    and what is to become of it. Nothing of it is written yet."""
-
-    txn: Transaction
-    day_start: float
-    month_start: float
-    balance: int  # the payer's, as read (a refusal quotes it: it moves nothing)
-    refusal: tuple[str, str] | None  # (code, reason): a user mistake or a rule's refusal
-    judgement: risk.Judgement | None  # None: refused as a mistake before the rules ran
-
-    @property
-    def posts(self) -> bool:
-        """A wallet-to-wallet payment the rules let through: it is posted at once."""
-        flagged = self.judgement is not None and self.judgement.flags
-        return self.refusal is None and not flagged and self.txn.kind is TransactionKind.TRANSFER
-
-
-class Decisions(risk.Reads, Spending, Protocol):
-    """What `decide` reads: a unit of work, or a read snapshot."""
-
-
 def pay(
     svc: Services, uow: UnitOfWork, payer: User, instr: Pay, channel: str, now: float
 ) -> Outcome:
-    """Pay `instr.amount` from the payer's wallet to a registered payee's wallet or a UPI id:
-    `decide` from what the unit of work reads, then `settle` in it."""
-    return settle(svc, uow, payer, instr, decide(svc, uow, payer, instr, channel, now), now)
-
-
-def decide(
-    svc: Services, uow: Decisions, payer: User, instr: Pay, channel: str, now: float
-) -> Decided:
-    """Decide a PAY by reads alone (in the payment's unit of work, or in a snapshot before it:
-    app/services/inbound.py).
+    """Pay `instr.amount` from the payer's wallet to a registered payee's wallet or a UPI id.
 
     User mistakes (unknown payee, self payment) are refused first; then the risk rules
-    (app/services/risk.py) refuse (caps) or flag; then the balance is checked.
+    (app/services/risk.py) refuse (caps) or flag; then the balance is checked. A flagged payment
+    is held for review (app/services/holds.py) instead of completing.
     """
     settings = svc.settings
+    ref = new_reference()
     payout = is_vpa(instr.payee)
     day_start, month_start = start_of_day(now, svc.tz), start_of_month(now, svc.tz)
     standing = uow.standing(payer.id, instr.payee, day_start, month_start)
@@ -74,23 +41,19 @@ def decide(
     lat, lon = (
         (float(instr.location[0]), float(instr.location[1])) if instr.location else (None, None)
     )
-    refusal: tuple[str, str] | None = None
+    mistake: tuple[str, str] | None = None
     if not payout and payee_id is None:
-        refusal = ("payee_not_registered", replies.PAYEE_NOT_REGISTERED)
+        mistake = ("payee_not_registered", replies.PAYEE_NOT_REGISTERED)
     elif payee_id == payer.id:
-        refusal = ("self_payment", replies.SELF_PAYMENT)
+        mistake = ("self_payment", replies.SELF_PAYMENT)
     judgement = None
-    if refusal is None:
+    if mistake is None:
         past = risk.past_of(uow, payer, standing, instr.payee, now, settings)
         judgement = risk.judge(
             risk.Attempt(instr.payee, instr.amount, now, lat, lon), past, settings
         )
-        # the `balance` rule (always on) refuses an overdraft with the balance read here; the
-        # ledger's conditional debit stays the last guard
-        if judgement.refusal is not None:
-            refusal = (judgement.refusal.code, judgement.refusal.reply)
     txn = Transaction(
-        reference=new_reference(),
+        reference=ref,
         kind=TransactionKind.PAYOUT if payout else TransactionKind.TRANSFER,
         amount=instr.amount,
         state=TransactionState.PENDING,
@@ -106,38 +69,31 @@ def decide(
         lon=lon,
         risk=judgement.summary() if judgement else "",
     )
-    return Decided(txn, day_start, month_start, standing.balance, refusal, judgement)
-
-
-def settle(
-    svc: Services, uow: UnitOfWork, payer: User, instr: Pay, decided: Decided, now: float
-) -> Outcome:
-    """Write what `decide` decided: a refusal recorded as a FAILED transaction that moves
-    nothing; a flagged payment held for review (app/services/holds.py); a payout handed to
-    settlement; a transfer posted, with an SMS to the payee."""
-    txn, ref = decided.txn, decided.txn.reference
 
     def open_as(then: tuple[TransactionState, str] | None = None) -> None:
-        ledger.open_payment(
-            uow, txn, "instruction accepted", decided.day_start, decided.month_start, then
-        )
+        ledger.open_payment(uow, txn, "instruction accepted", day_start, month_start, then)
 
-    if decided.refusal is not None:
-        code, reason = decided.refusal
+    def refuse(code: str, reason: str) -> Outcome:
         open_as((TransactionState.FAILED, code))  # accepted, then refused: nothing moved,
-        balance = decided.balance  # so the balance read before it stands
+        balance = standing.balance  # so the balance read before it stands
         text = replies.payment_failed(instr.amount, mask_party(instr.payee), reason, ref, balance)
         return Outcome(f"refused:{code}", text, ref)
-    judgement = decided.judgement
+
+    if mistake is not None:
+        return refuse(*mistake)
     assert judgement is not None
+    # the `balance` rule (always on) refused an overdraft with the balance read in `past_of`;
+    # the ledger's conditional debit stays the last guard
+    if (refusal := judgement.refusal) is not None:
+        return refuse(refusal.code, refusal.reply)
     if judgement.flags:
         why = "; ".join(d.reason for d in judgement.flags)
         open_as()
         return holds.hold_flagged(svc, uow, txn, judgement.code(), why, now)
-    if txn.kind is TransactionKind.PAYOUT:
+    if payout:
         open_as()
         return settlement.start_payout(svc, uow, txn, payer, now)
-    assert txn.payee_id is not None
+    assert payee_id is not None
 
     # inserted as posted, then posted: if the ledger's conditional debit refuses, the unit of
     # work raises and nothing of it stays; the balances the posting left (no reads) are quoted

@@ -34,7 +34,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from app.bootstrap import Services
 from app.services import operations
-from app.services.inbound import AHEAD_OBSERVERS
 from app.web import services
 from storage.errors import StoreUnavailable
 from storage.models import JobStatus, TransactionState
@@ -89,18 +88,6 @@ LOCK_CPU = Counter(
 )
 
 
-DECIDED_AHEAD = Counter(
-    "smspay_payments_decided_ahead",
-    "Payments decided before the store's write lock: settled as decided, or stale (something "
-    "they read changed; decided again inside the lock).",
-    ["result"],
-)
-
-
-def _observe_ahead(settled: bool) -> None:
-    DECIDED_AHEAD.labels("settled" if settled else "stale").inc()
-
-
 def _observe_batch(units: int, waited: float, held: float, cpu: float) -> None:
     STORE_BATCHES.labels("sqlite").inc()
     STORE_UNITS.labels("sqlite").inc(units)
@@ -113,8 +100,6 @@ def install(app: Flask) -> None:
     """Count every request the app answers (errors included) and serve /metrics."""
     if _observe_batch not in BATCH_OBSERVERS:
         BATCH_OBSERVERS.append(_observe_batch)
-    if _observe_ahead not in AHEAD_OBSERVERS:
-        AHEAD_OBSERVERS.append(_observe_ahead)
 
     @app.before_request
     def _start() -> None:

@@ -78,10 +78,6 @@ class UnitOfWork(
 class Store(Protocol):
     """A storage backend."""
 
-    # whether its units of work keep `decision_version` (else it answers None): then a payment
-    # may be decided in a snapshot before its unit of work (app/services/inbound.py)
-    decision_versions: bool
-
     def atomic(self, fn: Callable[[UnitOfWork], T]) -> T:
         """Run `fn` in one write transaction; commit when it returns, undo when it raises.
 

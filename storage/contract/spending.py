@@ -62,8 +62,9 @@ class Spending(Protocol):
 
     def standing(self, payer_id: str, payee: str, day_start: float, month_start: float) -> Standing:
         """`spent`, the payer's wallet balance, `first_payment_to(payer_id, payee)` and the user
-        registered on `payee`, read together (SQLite: one statement instead of four, and it
-        writes nothing, so it may run in `store.read`). NotFound if the payer has no wallet."""
+        registered on `payee`, read together (SQLite: one statement inside the writers' lock,
+        instead of four). Brings the totals' row to the periods as `spent` does; NotFound if
+        the payer has no wallet."""
         ...
 
 

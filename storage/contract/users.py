@@ -31,13 +31,6 @@ class Users(Protocol):
         """Set (or, with None, clear) the usual area staff gave; NotFound for an unknown user."""
         ...
 
-    def decision_version(self, user_id: str) -> int | None:
-        """A number that moves on with every change to what a payment's checks read about this
-        user as payer: their row, their devices, their payments as payer, their running totals
-        (every write path, staff tools included). None when the store keeps no such number; then
-        nothing is decided before the unit of work that writes (app/services/inbound.py)."""
-        ...
-
 
 class Devices(Protocol):
     """Phones' encryption keys, stored wrapped, each with its replay window."""

@@ -25,8 +25,6 @@ DUPLICATE_RETRIES = 3  # as every backend: see Store.atomic
 class MemoryStore:
     """Every table in this process's memory; never selected by configuration, only passed in."""
 
-    decision_versions = False  # every payment is decided inside its unit of work
-
     def __init__(self) -> None:
         self._tables = Tables()
         self._lock = threading.Lock()

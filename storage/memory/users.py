@@ -44,10 +44,6 @@ class UsersPart(Part):
             raise NotFound(f"user {user_id}")
         t.users[user_id] = replace(user, area_lat=lat, area_lon=lon)
 
-    def decision_version(self, user_id: str) -> int | None:
-        """Not kept here: every payment is decided inside its unit of work."""
-        return None
-
     # devices
     def insert_device(self, device: Device) -> None:
         t = self._w()

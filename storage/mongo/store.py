@@ -45,8 +45,6 @@ TRANSACTION_SECONDS = 10.0
 class MongoStore:
     """MongoDB backend: a replica set (or Atlas) is required for transactions."""
 
-    decision_versions = False  # every payment is decided inside its unit of work
-
     def __init__(
         self, uri: str, timeout_ms: int = 3_000, transaction_seconds: float = TRANSACTION_SECONDS
     ) -> None:

@@ -41,10 +41,6 @@ class MongoUsers(MongoBase, Users):
         """Set (or clear) the usual area staff gave; NotFound for an unknown user."""
         self._update("users", {"_id": user_id}, {"$set": {"area_lat": lat, "area_lon": lon}})
 
-    def decision_version(self, user_id: str) -> int | None:
-        """Not kept here: every payment is decided inside its unit of work."""
-        return None
-
 
 class MongoDevices(MongoBase, Devices):
     """`devices`: _id the key id; the replay window is two fields of the document."""

@@ -131,35 +131,6 @@ END;
     )
 
 
-def _bump(user: str) -> str:
-    return (
-        "INSERT INTO decision_versions (user_id, n) VALUES "
-        f"({user}, 1) ON CONFLICT (user_id) DO UPDATE SET n = n + 1;"
-    )
-
-
-def decision_versions(conn: sqlite3.Connection) -> None:
-    """6: per user, a number every change to what a payment's checks read about them as payer
-    moves on (their row, their devices, their payments as payer, their running totals), kept by
-    triggers so that no write path can forget it: a payment decided before the writers' lock
-    is applied only if its payer's number is still the one it read (app/services/inbound.py)."""
-    parts = [
-        "CREATE TABLE IF NOT EXISTS decision_versions ("
-        " user_id TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;"
-    ]
-    for table, user in (("users", "id"), ("devices", "user_id"),
-                        ("transactions", "payer_id"), ("spending", "payer_id")):  # fmt: skip
-        for event, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
-            if table == "users" and event != "UPDATE":
-                continue  # a user's first version comes with their first change
-            parts.append(
-                f"CREATE TRIGGER IF NOT EXISTS {table}_decision_{event.lower()}"
-                f" AFTER {event} ON {table} WHEN {row}.{user} IS NOT NULL"
-                f" BEGIN {_bump(f'{row}.{user}')} END;"
-            )
-    run_script(conn, "\n".join(parts))
-
-
 # Version n is MIGRATIONS[n - 1]; read at call time, so a test may add steps.
 MIGRATIONS: tuple[Migration, ...] = (
     baseline,
@@ -167,7 +138,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     risk_facts,
     spending_totals,
     payees_paid,
-    decision_versions,
 )
 
 

@@ -46,7 +46,9 @@ class SqliteSpending(SqliteBase, Spending):
         )
 
     def _current(self, payer_id: str, day_start: float, month_start: float) -> Row:
-        row = self._row(payer_id)
+        return self._brought(payer_id, self._row(payer_id), day_start, month_start)
+
+    def _brought(self, payer_id: str, row: Row | None, day_start: float, month_start: float) -> Row:
         summed = partial(committed_since, self._c, payer_id)
         current = brought_to(row, day_start, month_start, summed)
         if current != row:
@@ -60,16 +62,14 @@ class SqliteSpending(SqliteBase, Spending):
 
     def standing(self, payer_id: str, payee: str, day_start: float, month_start: float) -> Standing:
         """The payee's id, the payer's balance, first payment to the payee and totals' row in
-        one statement, each part by its index (tests/integration/test_query_plans.py). Writes
-        nothing, so a payment can be decided in a read snapshot before the writers' lock."""
+        one statement, each part by its index (tests/integration/test_query_plans.py)."""
         found = self._one(_STANDING, payer_id, payee, user_account(payer_id))
         assert found is not None  # one row, whatever matched
         payee_id, balance, first_paid, d0, day, m0, month = found
         if balance is None:
             raise NotFound(f"account {user_account(payer_id)}")
         row = None if d0 is None else (d0, day, m0, month)
-        summed = partial(committed_since, self._c, payer_id)  # reads only: add_spent brings it
-        _, day, _, month = brought_to(row, day_start, month_start, summed)
+        _, day, _, month = self._brought(payer_id, row, day_start, month_start)
         return Standing(
             payee_id=payee_id,
             spent_today=day,

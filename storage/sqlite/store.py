@@ -93,8 +93,6 @@ def _rollback(conn: sqlite3.Connection) -> bool:
 class SqliteStore:
     """The embedded store: one file, one connection per process and thread."""
 
-    decision_versions = True  # kept by triggers (migration 6)
-
     def __init__(
         self, path: str | os.PathLike[str], busy_timeout_ms: int = BUSY_TIMEOUT_MS
     ) -> None:

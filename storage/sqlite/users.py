@@ -42,11 +42,6 @@ class SqliteUsers(SqliteBase, Users):
         """Set (or clear) the usual area staff gave; NotFound for an unknown user."""
         self._update("UPDATE users SET area_lat = ?, area_lon = ? WHERE id = ?", lat, lon, user_id)
 
-    def decision_version(self, user_id: str) -> int | None:
-        """Kept by the triggers of migration 6 (0: nothing changed since)."""
-        row = self._one("SELECT n FROM decision_versions WHERE user_id = ?", user_id)
-        return int(row[0]) if row else 0
-
 
 class SqliteDevices(SqliteBase, Devices):
     """The devices table: wrapped keys and replay windows (highest counter + 64-bit bitmap)."""

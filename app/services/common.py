@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sms.instructions import REFERENCE_ALPHABET, REFERENCE_LENGTH
@@ -32,16 +32,34 @@ def new_reference() -> str:
     return "".join(REFERENCE_ALPHABET[(bits >> (5 * i)) & 31] for i in range(REFERENCE_LENGTH))
 
 
+# The local day and month last asked for, per zone: [start, end) in Unix time. Every payment asks
+# for both (its caps), and they change once a day: a comparison instead of a conversion to local
+# time and back (about 10 us each, inside the writers' lock).
+_periods: dict[tuple[ZoneInfo, bool], tuple[float, float]] = {}
+
+
+def _period_start(now: float, tz: ZoneInfo, month: bool) -> float:
+    known = _periods.get((tz, month))
+    if known is not None and known[0] <= now < known[1]:
+        return known[0]
+    start = datetime.fromtimestamp(now, tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    if month:
+        start = start.replace(day=1)
+        after = (start + timedelta(days=32)).replace(day=1)  # wall-clock days: local midnights
+    else:
+        after = start + timedelta(days=1)
+    _periods[(tz, month)] = (start.timestamp(), after.timestamp())
+    return start.timestamp()
+
+
 def start_of_day(now: float, tz: ZoneInfo) -> float:
     """Unix time of the last local midnight."""
-    local = datetime.fromtimestamp(now, tz)
-    return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    return _period_start(now, tz, month=False)
 
 
 def start_of_month(now: float, tz: ZoneInfo) -> float:
     """Unix time of the local midnight that began this calendar month."""
-    local = datetime.fromtimestamp(now, tz)
-    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
+    return _period_start(now, tz, month=True)
 
 
 def local_time(ts: float, tz: ZoneInfo) -> str:

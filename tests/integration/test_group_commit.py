@@ -1,7 +1,8 @@
 """Group commit on the SQLite store (storage/sqlite/group_commit.py): the units of work threads
 submit together share one transaction and one fsync, each caller is answered only after the
 COMMIT that covers it, a failing unit is undone alone, a failed COMMIT fails the whole batch,
-and a process killed in the middle of batches loses nothing it acknowledged."""
+a process killed in the middle of batches loses nothing it acknowledged, and the edges around
+them fail cleanly: a `-lock` file that cannot be opened, a sync with no WAL, a failed checkpoint."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from storage.errors import StoreUnavailable
-from storage.sqlite.checkpoints import EVERY_UNITS
+from storage.sqlite.checkpoints import EVERY_UNITS, Checkpointer
 from storage.sqlite.group_commit import Unit
 from storage.sqlite.store import SqliteStore
 from storage.sqlite.unit_of_work import SqliteUnitOfWork
@@ -434,3 +435,69 @@ def test_the_next_batch_is_written_while_the_last_one_waits_for_the_disk(
     disk.set()
     a.join(10)
     assert answered == ["a"]
+
+
+def test_a_lock_file_that_cannot_be_opened_leaves_the_store_unavailable_until_it_can(
+    tmp_path: Path,
+) -> None:
+    """The writers' `-lock` file beside the database cannot be opened (here: a directory took
+    its name): a unit of work fails with StoreUnavailable and writes nothing; once the file can
+    be opened, the same store writes again."""
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    store.init()
+    in_the_way = tmp_path / "store.sqlite3-lock"
+    in_the_way.mkdir()
+    try:
+        with pytest.raises(StoreUnavailable, match="cannot open store.sqlite3-lock"):
+            store.atomic(put("refused"))
+        assert meta(store, "refused") is None
+        in_the_way.rmdir()
+        assert store.atomic(put("later")) == "later"
+        assert meta(store, "later") == b"1" and meta(store, "refused") is None
+    finally:
+        store.close()
+
+
+def test_a_batch_synced_when_no_wal_exists_is_answered(store: SqliteStore) -> None:
+    """No WAL file at sync time (nothing was ever written through one, or SQLite removed it
+    when the last connection closed): there is nothing to sync, and the batch is answered."""
+    store.atomic(put("k"))
+    store.close()  # the last connection: SQLite checkpoints the WAL and deletes it
+    wal = Path(f"{store.path}-wal")
+    assert not wal.exists()
+    unit: Unit[Any] = Unit(lambda uow: None)
+    unit.succeed("done")
+    store._sync_wal([unit])  # what group commit calls after the batch's COMMIT
+    assert unit.outcome() == "done"
+
+
+def test_a_checkpoint_that_fails_is_logged_and_raises_into_no_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database the checkpoint thread cannot open, or a checkpoint SQLite refuses, is logged
+    as a warning and raises nothing (the thread's next round tries again; writers never wait
+    on it)."""
+    not_a_database = tmp_path / "garbage.sqlite3"
+    not_a_database.write_bytes(b"this is not an SQLite file" * 200)
+    attempts: list[str] = []
+
+    def refuse() -> sqlite3.Connection:
+        attempts.append("open")
+        raise StoreUnavailable("cannot open garbage.sqlite3")
+
+    def garbage() -> sqlite3.Connection:
+        attempts.append("checkpoint")
+        return sqlite3.connect(not_a_database)
+
+    Checkpointer(refuse).checkpoint()
+    Checkpointer(garbage).checkpoint()
+    assert attempts == ["open", "checkpoint"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("cannot open the database" in w for w in warnings), warnings
+    assert any("WAL checkpoint failed" in w for w in warnings), warnings
+    good = SqliteStore(tmp_path / "good.sqlite3")
+    good.init()
+    good.atomic(put("k"))
+    Checkpointer(good._open).checkpoint()  # a working database: no warning
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == len(warnings)
+    good.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,7 @@ from app.services import ledger, settlement
 from app.services.ledger import TRANSITIONS, TransitionRefused, move
 from gateway_clients.base import PayoutStatus
 from storage.errors import NotFound, StateChanged
+from storage.memory.store import MemoryStore
 from storage.models import Transaction, TransactionKind, TransactionState
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,3 +169,33 @@ def test_only_the_ledger_module_posts_entries_or_changes_states() -> None:
     found = [hit for path in sources if path != ledger_module for hit in _direct_writes(path)]
     assert found == []
     assert len(_direct_writes(ledger_module)) == 2  # the one post and the one state change
+
+
+def test_a_payment_opened_already_moved_on_is_judged_by_the_table_and_counted_as_it_ends() -> None:
+    """`open_payment(..., then=)`: a step the table allows is written with the payment (its
+    history holds both events), and only a payment that ends committed counts in its payer's
+    totals; a step the table refuses writes nothing at all."""
+    store = MemoryStore()
+
+    def payment(ref: str, state: TransactionState = P) -> Transaction:
+        return Transaction(ref, TransactionKind.TRANSFER, 100, state, 10.0, 10.0, payer_id="u1")
+
+    def open_as(txn: Transaction, then: tuple[TransactionState, str]) -> None:
+        store.atomic(lambda uow: ledger.open_payment(uow, txn, "accepted", 0.0, 0.0, then))
+
+    def seen(ref: str) -> tuple[Transaction | None, list[TransactionState], int]:
+        def read(uow: Any) -> tuple[Transaction | None, list[TransactionState], int]:
+            events = [e.state for e in uow.events(ref)] if uow.get_transaction(ref) else []
+            return uow.get_transaction(ref), events, uow.spent("u1", 0.0, 0.0)[0]
+
+        return store.atomic(read)
+
+    open_as(payment("REFUSED001"), (F, "over_daily_limit"))
+    txn, events, spent = seen("REFUSED001")
+    assert txn is not None
+    assert (txn.state, txn.reason, events, spent) == (F, "over_daily_limit", [P, F], 0)
+    open_as(payment("POSTED0001"), (S, "ledger entry posted"))
+    assert seen("POSTED0001")[1:] == ([P, S], 100)
+    with pytest.raises(TransitionRefused, match="a new FAILED payment may not move to SUCCESS"):
+        open_as(payment("FINAL00001", F), (S, "posted"))
+    assert seen("FINAL00001") == (None, [], 100)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -21,28 +22,38 @@ class MalformedTwilioRequest(ValueError):
 class _Fields(dict[str, list[str]]):
     """A form's fields with all their values, in the shape Twilio's validator reads first: it
     asks for `getall` (WebOb's name) before `getlist` (werkzeug's), so werkzeug's MultiDict cost
-    a caught AttributeError a field, twice a request (the SDK signs the URL with and without a
-    port): 70 us against 44 for a 19-field message."""
+    a caught AttributeError a field each time the SDK signs: 70 us against 44 for a 19-field
+    message when it signed twice."""
 
     def getall(self, name: str) -> list[str]:
         return self[name]
 
 
 def _fields(params: Mapping[str, str]) -> _Fields:
-    getlist = getattr(params, "getlist", None)
-    if getlist is None:  # a plain mapping: one value a field
+    lists = getattr(params, "lists", None)
+    if lists is None:  # a plain mapping: one value a field
         return _Fields((name, [value]) for name, value in params.items())
-    return _Fields((name, getlist(name)) for name in params)
+    return _Fields(lists())  # werkzeug's MultiDict: each name with all its values
 
 
 def signature_is_valid(
     auth_token: str, url: str, params: Mapping[str, str], signature: str | None
 ) -> bool:
     """Check X-Twilio-Signature with Twilio's own validator (params may be a MultiDict, so a
-    repeated field is signed as Twilio signed it)."""
+    repeated field is signed as Twilio signed it).
+
+    The validator's `validate` signs the URL twice, without its port and with it, and accepts
+    either; `url` as given is always one of the two, and the one Twilio signs when the URL in
+    its console is the service's public URL. So the SDK's `compute_signature` over `url` comes
+    first (one HMAC: 11 against 32 us a 19-field message), and `validate` decides only when
+    that does not match (a console URL with the default port, or a forgery).
+    """
     if not auth_token or not signature:
         return False
-    return bool(RequestValidator(auth_token).validate(url, _fields(params), signature))
+    validator, fields = RequestValidator(auth_token), _fields(params)
+    if hmac.compare_digest(validator.compute_signature(url, fields).encode(), signature.encode()):
+        return True
+    return bool(validator.validate(url, fields, signature))
 
 
 def parse_form(form: Mapping[str, str], received_at: float) -> InboundSms:

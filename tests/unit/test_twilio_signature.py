@@ -34,3 +34,20 @@ def test_a_plain_mapping_is_checked_too() -> None:
     assert signature_is_valid(TOKEN, URL, data, signature)
     assert not signature_is_valid(TOKEN, URL, {**data, "MessageStatus": "failed"}, signature)
     assert not signature_is_valid(TOKEN, URL, data, None)
+
+
+def test_the_url_with_or_without_its_default_port_is_accepted_as_twilios_validator_does() -> None:
+    """Twilio may sign the URL with its default port or without it (the SDK accepts both): the
+    signature over the URL as given is checked first, the SDK's two forms after."""
+    form = ImmutableMultiDict(FIELDS)
+    with_port = "https://pay.example.com:443/sms/twilio"
+    signed_without = RequestValidator(TOKEN).compute_signature(URL, form)
+    signed_with = RequestValidator(TOKEN).compute_signature(with_port, form)
+    assert signed_without != signed_with
+    for url in (URL, with_port):
+        assert signature_is_valid(TOKEN, url, form, signed_without)
+        assert signature_is_valid(TOKEN, url, form, signed_with)
+    other = RequestValidator(TOKEN).compute_signature("https://pay.example.com/sms/other", form)
+    assert not signature_is_valid(TOKEN, URL, form, other)
+    assert not signature_is_valid(TOKEN, with_port, form, other)
+    assert not signature_is_valid(TOKEN, URL, form, signed_without[:-2] + "é=")

@@ -215,6 +215,12 @@ class Services:
         return LastSeenKeys()
 
     @cached_property
+    def gateway_secrets(self) -> dict[str, tuple[bytes, float]]:
+        """Each registered Tasker phone's secret as this process last read it, and when
+        (app/services/admin.py's tasker_secret uses it for GATEWAY_SECRET_SECONDS)."""
+        return {}
+
+    @cached_property
     def gateway_touches(self) -> dict[str, float]:
         """When this process last wrote each Tasker phone's `last_seen_at` from an SMS it
         forwarded (committed): app/services/inbound.py skips the write for GATEWAY_TOUCH_SECONDS."""

@@ -18,6 +18,8 @@ from storage.errors import DuplicateKey
 from storage.models import Device, TaskerGateway, User
 
 GATEWAY_ID_CHARS = set(string.ascii_letters + string.digits + "-_.")
+# How long a process uses a Tasker phone's secret before it reads it again (tasker_secret).
+GATEWAY_SECRET_SECONDS = 60.0
 
 
 def register_user(svc: Services, phone: str, name: str, pin: str) -> User:
@@ -91,13 +93,27 @@ def add_tasker_gateway(svc: Services, gateway_id: str) -> str:
 
 
 def tasker_secret(svc: Services, gateway_id: str) -> bytes | None:
-    """The HMAC key of a registered Tasker phone, or None."""
+    """The HMAC key of a registered Tasker phone, or None.
+
+    Every request of a Tasker phone asks for it, so a process keeps it for
+    GATEWAY_SECRET_SECONDS once read: its own read transaction was about 9 % of a Tasker PAY's
+    CPU under load (docs/performance.md, item 33). A secret does not change once added
+    (`rewrap_all` wraps the same secret under another master key); a gateway row changed or
+    removed by hand is taken into account within that time. An unknown id is not kept, so a
+    phone added later is taken at once, and ids that match nothing cannot fill the memory.
+    """
+    now = svc.clock.now()
+    kept = svc.gateway_secrets.get(gateway_id)
+    if kept is not None and 0 <= now - kept[1] < GATEWAY_SECRET_SECONDS:
+        return kept[0]
     gateway = svc.store.read(lambda uow: uow.get_gateway(gateway_id))
     if gateway is None:
+        svc.gateway_secrets.pop(gateway_id, None)
         return None
     secret = svc.keyring.unwrap(gateway.wrapped_secret, gateway_secret_label(gateway_id))
-    # the hex form is what the phone holds and signs with
-    return secret.hex().encode("ascii")
+    hex_secret = secret.hex().encode("ascii")  # the form the phone holds and signs with
+    svc.gateway_secrets[gateway_id] = (hex_secret, now)
+    return hex_secret
 
 
 def rewrap_all(svc: Services, ring: KeyRing | None = None) -> int:

@@ -14,7 +14,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from app.bootstrap import Services
+from app.services import admin
+from app.services.admin import GATEWAY_SECRET_SECONDS
 from app.services.inbound import GATEWAY_TOUCH_SECONDS
+from crypto.keys import gateway_secret_label
 from sms import replies
 from tests.conftest import World
 from tests.support import (
@@ -475,6 +478,42 @@ def test_a_tasker_phone_is_marked_seen_at_most_once_in_the_touch_interval(
     clock.advance(1)
     assert routes.tasker(ASHA, asha.balance())[0] == 200
     assert seen() == clock.now()
+
+
+def test_a_tasker_phones_secret_is_used_for_a_minute_then_read_again(
+    client: FlaskClient, svc: Services, world: World, asha: Phone, clock: FakeClock
+) -> None:
+    """A process keeps a phone's secret for GATEWAY_SECRET_SECONDS after reading it: a secret
+    changed in the store (by hand, or a rotation to come) is taken up within that time."""
+
+    def balance(secret: str) -> int:
+        raw = tasker_body(ASHA, asha.balance(at=clock.now()))
+        headers = tasker_headers(world.gateway_id, secret, raw, int(clock.now()))
+        return client.post("/sms/tasker", data=raw, headers=headers).status_code
+
+    assert balance(world.gateway_secret) == 200
+    new = bytes(range(32))
+    wrapped = svc.keyring.wrap(new, gateway_secret_label(world.gateway_id))
+    svc.store.atomic(lambda uow: uow.set_gateway_secret(world.gateway_id, wrapped))
+    clock.advance(GATEWAY_SECRET_SECONDS - 1)
+    assert (balance(world.gateway_secret), balance(new.hex())) == (200, 403)
+    clock.advance(1)
+    assert (balance(world.gateway_secret), balance(new.hex())) == (403, 200)
+
+
+def test_an_unknown_tasker_phone_is_not_remembered_so_it_works_once_added(
+    client: FlaskClient, svc: Services, world: World, asha: Phone, clock: FakeClock
+) -> None:
+    raw = tasker_body(ASHA, asha.balance(at=clock.now()))
+
+    def post(secret: str) -> int:
+        headers = tasker_headers("shop-2", secret, raw, int(clock.now()))
+        return client.post("/sms/tasker", data=raw, headers=headers).status_code
+
+    assert post("0" * 64) == 403
+    secret = admin.add_tasker_gateway(svc, "shop-2")
+    assert post(secret) == 200
+    assert set(svc.gateway_secrets) == {"shop-2"}  # ids that matched nothing take no memory
 
 
 def test_the_same_frame_through_both_routes_at_once_settles_once(

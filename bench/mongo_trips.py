@@ -40,7 +40,8 @@ class Commands(monitoring.CommandListener):
 
 
 def count(base_uri: str) -> dict[str, Counter[str]]:
-    """Commands of the 2nd PAY, the 3rd PAY and a BAL (the 1st warms the process up)."""
+    """Commands of the 2nd PAY, the 3rd PAY, a payout to a UPI id and a BAL (the 1st warms the
+    process up)."""
     listener = Commands()
     monitoring.register(listener)  # every client created from now on reports to it
     uri = database_uri(base_uri)
@@ -64,6 +65,7 @@ def count(base_uri: str) -> dict[str, Counter[str]]:
                 ("warm-up PAY", payer.pay("+919000000002", 100)),
                 ("PAY", payer.pay("+919000000002", 100)),
                 ("PAY again", payer.pay("+919000000002", 100)),
+                ("PAY to a UPI id", payer.pay("trips@upi", 100)),
                 ("BAL", payer.balance()),
             ):
                 raw = tasker_body(payer.phone, text)
@@ -91,7 +93,7 @@ def main() -> None:
             found = count(base)
     for name, seen in found.items():
         detail = ", ".join(f"{k} {v}" for k, v in sorted(seen.items()))
-        print(f"{name:12} {sum(seen.values()):3} round trips: {detail}")
+        print(f"{name:15} {sum(seen.values()):3} round trips: {detail}")
 
 
 if __name__ == "__main__":

@@ -75,8 +75,9 @@ class StandingSources(Users, Ledger, Transactions, Spending, Protocol):
 def standing_of(
     uow: StandingSources, payer_id: str, payee: str, day_start: float, month_start: float
 ) -> Standing:
-    """`Spending.standing` made of the four reads it stands for (memory, MongoDB)."""
-    payee_user = uow.get_user_by_phone(payee)
+    """`Spending.standing` made of the four reads it stands for (memory, MongoDB). A user's
+    number is E.164, so a payee not starting with "+" (a UPI id) names no user: not looked up."""
+    payee_user = uow.get_user_by_phone(payee) if payee.startswith("+") else None
     day, month = uow.spent(payer_id, day_start, month_start)
     return Standing(
         payee_id=payee_user.id if payee_user else None,

@@ -63,8 +63,8 @@ class Spending(Protocol):
     def standing(self, payer_id: str, payee: str, day_start: float, month_start: float) -> Standing:
         """`spent`, the payer's wallet balance, `first_payment_to(payer_id, payee)` and the user
         registered on `payee`, read together (SQLite: one statement inside the writers' lock,
-        instead of four). Brings the totals' row to the periods as `spent` does; NotFound if
-        the payer has no wallet."""
+        instead of four; MongoDB: one aggregation, instead of four round trips). Brings the
+        totals' row to the periods as `spent` does; NotFound if the payer has no wallet."""
         ...
 
 
@@ -75,7 +75,7 @@ class StandingSources(Users, Ledger, Transactions, Spending, Protocol):
 def standing_of(
     uow: StandingSources, payer_id: str, payee: str, day_start: float, month_start: float
 ) -> Standing:
-    """`Spending.standing` made of the four reads it stands for (memory, MongoDB). A user's
+    """`Spending.standing` made of the four reads it stands for (the memory store). A user's
     number is E.164, so a payee not starting with "+" (a UPI id) names no user: not looked up."""
     payee_user = uow.get_user_by_phone(payee) if payee.startswith("+") else None
     day, month = uow.spent(payer_id, day_start, month_start)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from storage.contract.spending import Standing, standing_of
 from storage.mongo.inbound import MongoInbound
 from storage.mongo.jobs import MongoJobs, MongoProviderEvents
 from storage.mongo.ledger import MongoLedger
@@ -35,7 +34,3 @@ class MongoUnitOfWork(
     MongoWorkers,
 ):
     """The contract's `UnitOfWork` inside a session's transaction or snapshot (or neither)."""
-
-    def standing(self, payer_id: str, payee: str, day_start: float, month_start: float) -> Standing:
-        """The four reads `standing` stands for, one after another."""
-        return standing_of(self, payer_id, payee, day_start, month_start)

@@ -9,8 +9,8 @@ import pytest
 from bench.mongo_trips import count
 
 # measured with `python -m bench.mongo_trips`; lower these when a change saves a trip
-PAY_ROUND_TRIPS = 20
-PAYOUT_ROUND_TRIPS = 22  # a PAY to a UPI id
+PAY_ROUND_TRIPS = 17
+PAYOUT_ROUND_TRIPS = 20  # a PAY to a UPI id
 BAL_ROUND_TRIPS = 9
 
 

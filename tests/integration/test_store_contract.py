@@ -289,6 +289,11 @@ def test_a_payments_standing_answers_as_its_four_reads(store: Store) -> None:
         uow.insert_user(user("b", "+912222222222"))
         uow.insert_transaction(replace(txn("S1", "a", 100, 10.0), payee="+912222222222"), "c")
         uow.insert_transaction(replace(txn("S2", "a", 40, 12.0), payee="+913333333333"), "c")
+        # to the first payee again: one before S1 that failed (not a first payment, not spent)
+        # and one after it (spent; S1 stays the first)
+        failed = (TransactionState.FAILED, "refused")
+        uow.insert_transaction(replace(txn("S0", "a", 7, 8.0), payee="+912222222222"), "c", failed)
+        uow.insert_transaction(replace(txn("S3", "a", 25, 14.0), payee="+912222222222"), "c")
 
     store.atomic(setup)
 
@@ -304,10 +309,10 @@ def test_a_payments_standing_answers_as_its_four_reads(store: Store) -> None:
 
         return store.atomic(unit)
 
-    assert standing("+912222222222", 11.0, 0.0) == ("b", 40, 140, 500, 10.0)  # no row yet
-    assert standing("+912222222222", 11.0, 0.0) == ("b", 40, 140, 500, 10.0)  # the row now
-    assert standing("+913333333333", 13.0, 0.0) == (None, 0, 140, 500, 12.0)  # a new day
-    assert standing("shop@upi", 13.0, 0.0) == (None, 0, 140, 500, None)  # a UPI id
+    assert standing("+912222222222", 11.0, 0.0) == ("b", 65, 165, 500, 10.0)  # no row yet
+    assert standing("+912222222222", 11.0, 0.0) == ("b", 65, 165, 500, 10.0)  # the row now
+    assert standing("+913333333333", 13.0, 0.0) == (None, 25, 165, 500, 12.0)  # a new day
+    assert standing("shop@upi", 13.0, 0.0) == (None, 25, 165, 500, None)  # a UPI id
     with pytest.raises(NotFound):  # no wallet
         store.atomic(lambda uow: uow.standing("nobody", "+912222222222", 0.0, 0.0))
 

@@ -173,10 +173,10 @@ def _open_and_run(
 ) -> tuple[Outcome, bool]:
     """The frame's outcome, and whether it was run and stored now (its reply already limited):
     refused before it opened, a duplicate of a stored frame, or run and recorded once."""
-    user = uow.get_user_by_phone(sms.sender)
-    if user is None:
+    found = uow.sender(sms.sender, frame.key_id)  # the user and the device in one read
+    if found is None:
         return Outcome("unknown_sender", replies.UNKNOWN_SENDER), False
-    device = uow.get_device(frame.key_id)
+    user, device = found
     if device is None or not device.active:
         return Outcome("unknown_device", replies.UNREADABLE), False
     if device.phone != sms.sender or device.user_id != user.id:

@@ -43,6 +43,13 @@ class Devices(Protocol):
         """The device with this key id (active or not), or None."""
         ...
 
+    def sender(self, phone: str, key_id: int) -> tuple[User, Device | None] | None:
+        """`get_user_by_phone(phone)` and `get_device(key_id)` read together, what an SMS's
+        frame is checked against first (SQLite: one statement inside the writers' lock;
+        MongoDB: one round trip). None when no user is registered on `phone`: the device is
+        then not looked up. The device is returned whoever owns it; the caller checks."""
+        ...
+
     def devices(self) -> list[Device]:
         """Every device, by key id."""
         ...

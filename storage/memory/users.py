@@ -54,6 +54,10 @@ class UsersPart(Part):
     def get_device(self, key_id: int) -> Device | None:
         return self._t.devices.get(key_id)
 
+    def sender(self, phone: str, key_id: int) -> tuple[User, Device | None] | None:
+        user = self.get_user_by_phone(phone)
+        return None if user is None else (user, self.get_device(key_id))
+
     def devices(self) -> list[Device]:
         return sorted(self._t.devices.values(), key=lambda d: d.key_id)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bson import Binary
 from pymongo import ASCENDING
 
@@ -53,6 +55,21 @@ class MongoDevices(MongoBase, Devices):
         """The device with this key id, or None."""
         d = self._find("devices", {"_id": key_id})
         return docs.device(d) if d else None
+
+    def sender(self, phone: str, key_id: int) -> tuple[User, Device | None] | None:
+        """The user on `phone` with the device `key_id` joined by `$lookup`: one round trip."""
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"phone": phone}},
+            {"$limit": 1},
+            {"$lookup": {"from": "devices", "pipeline": [{"$match": {"_id": key_id}}],
+                         "as": "_device"}},
+        ]  # fmt: skip
+        found = list(self._db.users.aggregate(pipeline, session=self._s))
+        if not found:
+            return None
+        d = found[0]
+        devices = d.pop("_device")
+        return docs.user(d), docs.device(devices[0]) if devices else None
 
     def devices(self) -> list[Device]:
         """Every device, by key id."""

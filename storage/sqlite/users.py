@@ -7,6 +7,16 @@ from storage.contract import Devices, TaskerGateways, Users
 from storage.models import Device, TaskerGateway, User
 from storage.sqlite.base import SqliteBase, device_of, window_bytes
 
+# `sender`: the users columns in User's order, then the devices columns in Device's (the window
+# as its two columns)
+_USER_COLUMNS = 10
+_SENDER = (
+    "SELECT u.id, u.phone, u.name, u.pin_salt, u.pin_hash, u.created_at, u.failed_pin_attempts,"
+    " u.locked_until, u.area_lat, u.area_lon, d.key_id, d.user_id, d.phone, d.wrapped_key,"
+    " d.created_at, d.window_highest, d.window_bitmap, d.last_seen_at, d.active"
+    " FROM users u LEFT JOIN devices d ON d.key_id = ?2 WHERE u.phone = ?1"
+)
+
 
 class SqliteUsers(SqliteBase, Users):
     """The users table; the phone number's uniqueness is the table's."""
@@ -59,6 +69,19 @@ class SqliteDevices(SqliteBase, Devices):
         """The device with this key id, or None."""
         row = self._one("SELECT * FROM devices WHERE key_id = ?", key_id)
         return device_of(row) if row else None
+
+    def sender(self, phone: str, key_id: int) -> tuple[User, Device | None] | None:
+        """The user on `phone` (by its unique index) and the device `key_id` (by its key) in
+        one statement: no row when no user has the number, NULLs for a missing device."""
+        row = self._c.execute(_SENDER, (phone, key_id)).fetchone()
+        if row is None:
+            return None
+        user = User(*row[:_USER_COLUMNS])
+        d = row[_USER_COLUMNS:]
+        if d[0] is None:
+            return user, None
+        window = ReplayWindow(d[5], int.from_bytes(d[6], "big"))
+        return user, Device(d[0], d[1], d[2], d[3], d[4], window, d[7], bool(d[8]))
 
     def devices(self) -> list[Device]:
         """Every device, by key id."""

@@ -9,9 +9,9 @@ import pytest
 from bench.mongo_trips import count
 
 # measured with `python -m bench.mongo_trips`; lower these when a change saves a trip
-PAY_ROUND_TRIPS = 17
-PAYOUT_ROUND_TRIPS = 20  # a PAY to a UPI id
-BAL_ROUND_TRIPS = 9
+PAY_ROUND_TRIPS = 16
+PAYOUT_ROUND_TRIPS = 19  # a PAY to a UPI id
+BAL_ROUND_TRIPS = 8
 
 
 @pytest.fixture(scope="module")

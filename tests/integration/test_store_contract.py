@@ -383,6 +383,34 @@ def test_devices_windows_and_gateways(store: Store) -> None:
         store.atomic(lambda uow: uow.insert_gateway(TaskerGateway("shop-1", b"x", 1.0)))
 
 
+def test_a_sender_is_its_user_and_device_read_together(store: Store) -> None:
+    """`sender` is `get_user_by_phone` and `get_device` in one read: None without a user (the
+    device then unread), the device whoever owns it, active or not, its window whole."""
+    asha = replace(user("u1", "+911111111111"), failed_pin_attempts=2, area_lat=12.5)
+    store.atomic(lambda uow: uow.insert_user(asha))
+    store.atomic(lambda uow: uow.insert_user(user("u2", "+912222222222")))
+    window = ReplayWindow(2**32 - 1, 2**64 - 1)
+    theirs = Device(8, "u2", "+912222222222", b"other", 2.0, window, 4.5)
+    store.atomic(lambda uow: uow.insert_device(Device(7, "u1", "+911111111111", b"wrapped", 1.0)))
+    store.atomic(lambda uow: uow.insert_device(theirs))
+
+    def both(phone: str, key_id: int) -> Any:
+        def unit(uow: UnitOfWork) -> Any:
+            got = uow.sender(phone, key_id)
+            asked = uow.get_user_by_phone(phone)
+            assert got == (None if asked is None else (asked, uow.get_device(key_id)))
+            return got
+
+        return store.read(unit)
+
+    assert both("+911111111111", 7) == (asha, store.read(lambda uow: uow.get_device(7)))
+    assert both("+911111111111", 8) == (asha, theirs)  # another's device: the caller checks
+    assert both("+911111111111", 9) == (asha, None)
+    assert both("+913333333333", 7) is None
+    store.atomic(lambda uow: uow.deactivate_devices("u1"))
+    assert both("+911111111111", 7)[1].active is False
+
+
 def test_inbound_provider_ids_and_frames_are_unique(store: Store) -> None:
     rec = InboundRecord("twilio", "+911111111111", 1.0, "paid", "ok", provider_message_id="SM1")
     store.atomic(lambda uow: uow.insert_inbound(rec))

@@ -291,6 +291,10 @@ def report(runs: list[Run], baseline: float) -> str:
                 f"  {r.name:<36} {per_commit:5.2f} units a commit, waited {waited:5.2f} ms,"
                 f" held {held:5.2f} ms (CPU {cpu:4.2f}); workers' CPU {shares}"
             )
+    failed = [r for r in runs if r.samples]
+    if failed:  # why: a refusal's reply, a status, a connection's end
+        lines.append("\nanswers that were not a success (the first few of each run):")
+        lines += [f"  {r.name}: {sample}" for r in failed for sample in r.samples]
     return "\n".join(lines)
 
 

@@ -46,9 +46,12 @@ class SqliteLedger(SqliteBase, Ledger):
                     raise NotFound(f"account {p.account}")
                 raise InsufficientFunds(p.account)
             balances[p.account] = int(row[0])
-            self._c.execute(
-                "INSERT INTO postings VALUES (?, ?, ?)", (entry_id, p.account, p.amount)
-            )
+        # the postings in one INSERT, in the order given (a refusal above undoes the unit of
+        # work, so none is written then): one statement inside the writers' lock, not one each
+        self._c.execute(
+            "INSERT INTO postings VALUES " + ", ".join(["(?, ?, ?)"] * len(postings)),
+            [v for p in postings for v in (entry_id, p.account, p.amount)],
+        )
         return balances
 
     def entries(self, reference: str) -> list[LedgerEntry]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 from crypto.replay import ReplayWindow
@@ -60,8 +61,8 @@ def window_bytes(window: ReplayWindow) -> bytes:
     return window.bitmap.to_bytes(8, "big")
 
 
-def device_of(row: sqlite3.Row) -> Device:
-    """A devices row as a Device, its replay window rebuilt."""
+def device_of(row: sqlite3.Row | Mapping[str, Any]) -> Device:
+    """A devices row (or its columns by name) as a Device, its replay window rebuilt."""
     d = dict(row)
     window = ReplayWindow(d.pop("window_highest"), int.from_bytes(d.pop("window_bitmap"), "big"))
     return Device(**{**d, "window": window, "active": bool(d["active"])})

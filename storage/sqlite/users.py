@@ -7,14 +7,15 @@ from storage.contract import Devices, TaskerGateways, Users
 from storage.models import Device, TaskerGateway, User
 from storage.sqlite.base import SqliteBase, device_of, window_bytes
 
-# `sender`: the users columns in User's order, then the devices columns in Device's (the window
-# as its two columns)
-_USER_COLUMNS = 10
+# `sender`: the users columns, then the devices columns, each under its table's column names
+_USER_COLUMNS = ("id", "phone", "name", "pin_salt", "pin_hash", "created_at",
+                 "failed_pin_attempts", "locked_until", "area_lat", "area_lon")  # fmt: skip
+_DEVICE_COLUMNS = ("key_id", "user_id", "phone", "wrapped_key", "created_at", "window_highest",
+                   "window_bitmap", "last_seen_at", "active")  # fmt: skip
 _SENDER = (
-    "SELECT u.id, u.phone, u.name, u.pin_salt, u.pin_hash, u.created_at, u.failed_pin_attempts,"
-    " u.locked_until, u.area_lat, u.area_lon, d.key_id, d.user_id, d.phone, d.wrapped_key,"
-    " d.created_at, d.window_highest, d.window_bitmap, d.last_seen_at, d.active"
-    " FROM users u LEFT JOIN devices d ON d.key_id = ?2 WHERE u.phone = ?1"
+    "SELECT "
+    + ", ".join([*(f"u.{c}" for c in _USER_COLUMNS), *(f"d.{c}" for c in _DEVICE_COLUMNS)])
+    + " FROM users u LEFT JOIN devices d ON d.key_id = ?2 WHERE u.phone = ?1"
 )
 
 
@@ -76,12 +77,10 @@ class SqliteDevices(SqliteBase, Devices):
         row = self._c.execute(_SENDER, (phone, key_id)).fetchone()
         if row is None:
             return None
-        user = User(*row[:_USER_COLUMNS])
-        d = row[_USER_COLUMNS:]
-        if d[0] is None:
-            return user, None
-        window = ReplayWindow(d[5], int.from_bytes(d[6], "big"))
-        return user, Device(d[0], d[1], d[2], d[3], d[4], window, d[7], bool(d[8]))
+        split = len(_USER_COLUMNS)
+        user = User(**dict(zip(_USER_COLUMNS, row[:split], strict=True)))
+        device = dict(zip(_DEVICE_COLUMNS, row[split:], strict=True))
+        return user, None if device["key_id"] is None else device_of(device)
 
     def devices(self) -> list[Device]:
         """Every device, by key id."""

@@ -5,6 +5,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +51,50 @@ def when_ready(server: Any) -> None:
     server.log.info("Listening at %s (a socket per worker)", where)
 
 
+def pin_cores() -> bool:
+    """Whether each worker is to run on a core of its own (WEB_PIN_CPUS=0 turns it off)."""
+    return hasattr(os, "sched_setaffinity") and os.environ.get("WEB_PIN_CPUS") != "0"
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    """Choose the core of the worker about to start, one no live worker holds, when there are
+    as many workers as cores this process may use (one worker a core, as WEB_CONCURRENCY's
+    default means on a machine or container of two cores): the service then has the cores to
+    itself. With more cores than workers (a shared host whose CPU quota is not a cpuset, another
+    service beside it) or fewer, the kernel places the workers, as it would without this.
+
+    A process runs one thread at a time (its GIL), so one core is all a worker can use; on its
+    own core the GIL passes between its threads on that core (no wake-up sent to another core,
+    no thread moved with its cache), and the leader of a batch, which holds the store's writers'
+    lock, gets the GIL back sooner after each statement. Paired runs on 2 cores (PAY via Tasker,
+    `bench.compare`): 1.12-1.21 times the payments a second, the writers' lock held 0.80-0.88 of
+    the time a unit, for the same CPU (docs/performance.md). A worker that replaces a dead one
+    takes the core it left free."""
+    worker.cpu = None
+    if not pin_cores():
+        return
+    cores = sorted(os.sched_getaffinity(0))  # the cores this machine or container allows
+    if len(cores) < 2 or server.num_workers != len(cores):
+        return
+    # the core fewest live workers hold: a free one, or during a reload (new workers start
+    # before the old ones stop) the one the first old worker to stop will leave
+    held = Counter(getattr(w, "cpu", None) for w in server.WORKERS.values())
+    worker.cpu = min(cores, key=lambda core: held[core])
+
+
 def post_fork(server: Any, worker: Any) -> None:
-    """Run the worker's threads as batch work (SCHED_BATCH; threads made later inherit it): a
-    thread woken by another one of its process (the next leader of a batch, a caller whose unit
-    was committed) then does not preempt the waker, which usually still holds the GIL; it waits
-    for a free core or the next tick instead of stalling the whole process until the waker is
-    scheduled again. Under load the writers' lock was held 1.7-1.9 ms a PAY against 1.4-1.5
-    with it, for the same CPU (docs/performance.md). Linux only; elsewhere, or if refused,
-    the default policy stays."""
+    """Run on the core `pre_fork` chose, if any; and run the worker's threads as batch work
+    (SCHED_BATCH; threads made later inherit both): a thread woken by another one of its process
+    (the next leader of a batch, a caller whose unit was committed) then does not preempt the
+    waker, which usually still holds the GIL; it waits for a free core or the next tick instead
+    of stalling the whole process until the waker is scheduled again. Under load the writers'
+    lock was held 1.7-1.9 ms a PAY against 1.4-1.5 with it, for the same CPU
+    (docs/performance.md). Linux only; elsewhere, or if refused, the default policy stays."""
+    if getattr(worker, "cpu", None) is not None:
+        try:
+            os.sched_setaffinity(0, {worker.cpu})
+        except OSError as exc:
+            server.log.warning("worker %s runs on any core: %s", worker.pid, exc)
     if not hasattr(os, "SCHED_BATCH") or os.environ.get("WEB_SCHED_BATCH") == "0":
         return
     try:

@@ -93,6 +93,7 @@ def post_fork(server: Any, worker: Any) -> None:
     if getattr(worker, "cpu", None) is not None:
         try:
             os.sched_setaffinity(0, {worker.cpu})
+            server.log.info("worker %s runs on core %s", worker.pid, worker.cpu)
         except OSError as exc:
             server.log.warning("worker %s runs on any core: %s", worker.pid, exc)
     if not hasattr(os, "SCHED_BATCH") or os.environ.get("WEB_SCHED_BATCH") == "0":

@@ -108,5 +108,25 @@ def test_post_fork_pins_the_worker_to_its_core(
     master = Master(2)
     worker = master.spawn(conf)
     worker.pid = 4242
+    said: list[str] = []
+    master.log = SimpleNamespace(info=lambda msg, *args: said.append(msg % args))
     conf["post_fork"](master, worker)
     assert pinned == [(0, {worker.cpu})]  # 0: the calling process, the new worker
+    assert said == [f"worker 4242 runs on core {worker.cpu}"]  # operators see where it runs
+
+
+def test_post_fork_says_why_a_worker_could_not_be_pinned(
+    conf: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(pid: int, cores: set[int]) -> None:
+        raise OSError(22, "Invalid argument")  # a core taken away since the master looked
+
+    monkeypatch.setattr(os, "sched_setaffinity", refuse)
+    monkeypatch.setenv("WEB_SCHED_BATCH", "0")
+    master = Master(2)
+    worker = master.spawn(conf)
+    worker.pid = 4242
+    said: list[str] = []
+    master.log = SimpleNamespace(warning=lambda msg, *args: said.append(msg % args))
+    conf["post_fork"](master, worker)  # the worker starts all the same
+    assert said == ["worker 4242 runs on any core: [Errno 22] Invalid argument"]

@@ -6,6 +6,7 @@ Traffic goes only to 127.0.0.1, bounded in count, with timeouts.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 
 from bench.serve import children
 from tests.e2e.conftest import Server, post, provision
@@ -128,8 +130,19 @@ def test_each_worker_runs_on_a_core_of_its_own_when_there_is_one_a_worker(server
              for pid, tids in workers.items()}  # fmt: skip
     assert all(len(sets) == 1 for sets in cores.values()), cores  # one set for all its threads
     each = [next(iter(sets)) for sets in cores.values()]
-    if len(usable) == len(workers):
-        assert all(len(one) == 1 for one in each), cores
-        assert len(set(each)) == len(workers), cores  # no core shared
-    else:
+    if len(usable) != len(workers):
         assert set(each) == {frozenset(usable)}, cores  # left to the kernel
+        return
+    assert all(len(one) == 1 for one in each), cores
+    assert len(set(each)) == len(workers), cores  # no core shared
+    # a worker that dies is replaced on the core it left
+    victim, left = next((pid, next(iter(sets))) for pid, sets in cores.items())
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while True:
+        new = set(children(server.gunicorn_pid)) - set(cores)
+        if new and os.sched_getaffinity(next(iter(new))) == left:
+            break
+        assert time.monotonic() < deadline, (new, left)
+        time.sleep(0.1)
+    assert requests.get(server.url + "/healthz", timeout=5).status_code == 200

@@ -9,12 +9,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-# Two processes for two cores, sixteen threads each: the threads of a process that reach the
-# store together share one commit and one fsync (storage/sqlite/group_commit.py), so more threads
-# make larger batches and less work a payment (with the threads run as batch work, post_fork
-# below): at 32 connections, 4 threads made batches of 1.9 units, 8 of 3.7 and 16 of 6.3-7.0, and
-# PAY via Tasker went 434-559 -> 561-634 -> 645-743 req/s. A connection kept alive waits in the
-# worker's poller, not in a thread. docs/performance.md has the runs behind these numbers.
+# Two processes for two cores (each on a core of its own, pre_fork below), sixteen threads each:
+# the threads of a process that reach the store together share one commit and one fsync
+# (storage/sqlite/group_commit.py), so more threads make larger batches and less work a payment
+# (with the threads run as batch work, post_fork below): at 32 connections, 4 threads made
+# batches of 1.9 units, 8 of 3.7 and 16 of 6.3-7.0, and PAY via Tasker went 434-559 -> 561-634
+# -> 645-743 req/s. A connection kept alive waits in the worker's poller, not in a thread.
+# docs/performance.md has the runs behind these numbers.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "16"))
 worker_class = "gthread"

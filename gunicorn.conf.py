@@ -64,12 +64,14 @@ def pre_fork(server: Any, worker: Any) -> None:
     itself. With more cores than workers (a shared host whose CPU quota is not a cpuset, another
     service beside it) or fewer, the kernel places the workers, as it would without this.
 
-    A process runs one thread at a time (its GIL), so one core is all a worker can use; on its
-    own core the GIL passes between its threads on that core (no wake-up sent to another core,
-    no thread moved with its cache), and the leader of a batch, which holds the store's writers'
-    lock, gets the GIL back sooner after each statement. Paired runs on 2 cores (PAY via Tasker,
-    `bench.compare`): 1.12-1.21 times the payments a second, the writers' lock held 0.80-0.88 of
-    the time a unit, for the same CPU (docs/performance.md). A worker that replaces a dead one
+    A process runs one thread at a time (its GIL), so one core is all a worker can use. On a
+    core of its own, the leader of a batch (which holds the store's writers' lock) lets the GIL
+    go for each SQLite statement and usually takes it back before the thread it woke has run:
+    that thread waits for the same core, and under SCHED_BATCH (post_fork) it does not preempt
+    the leader. Left to the kernel, it ran at once on the other core and the leader waited for
+    it. Paired runs on 2 cores (`bench.compare`): PAY via Tasker 1.12-1.32 times the payments a
+    second, via Twilio 1.14-1.27, the writers' lock held 0.73-0.88 of the time a unit, the same
+    CPU a payment or less (docs/performance.md, item 36). A worker that replaces a dead one
     takes the core it left free."""
     worker.cpu = None
     if not pin_cores():
@@ -77,8 +79,8 @@ def pre_fork(server: Any, worker: Any) -> None:
     cores = sorted(os.sched_getaffinity(0))  # the cores this machine or container allows
     if len(cores) < 2 or server.num_workers != len(cores):
         return
-    # the core fewest live workers hold: a free one, or during a reload (new workers start
-    # before the old ones stop) the one the first old worker to stop will leave
+    # the core fewest live workers hold: a free one; during a reload, where the new workers
+    # start before the old ones stop, the new ones spread over the cores as the old ones did
     held = Counter(getattr(w, "cpu", None) for w in server.WORKERS.values())
     worker.cpu = min(cores, key=lambda core: held[core])
 

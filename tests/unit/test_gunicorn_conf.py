@@ -99,18 +99,28 @@ def test_turned_off(conf: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> No
     assert [master.spawn(conf).cpu for _ in range(2)] == [None, None]
 
 
+def fork_one(conf: dict[str, Any]) -> tuple[Any, list[str]]:
+    """A worker chosen a core by pre_fork, then its post_fork run; what it logged."""
+    master = Master(2)
+    worker = master.spawn(conf)
+    worker.pid = 4242
+    said: list[str] = []
+
+    def say(msg: str, *args: object) -> None:
+        said.append(msg % args)
+
+    master.log = SimpleNamespace(info=say, warning=say)
+    conf["post_fork"](master, worker)
+    return worker, said
+
+
 def test_post_fork_pins_the_worker_to_its_core(
     conf: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pinned: list[tuple[int, set[int]]] = []
     monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cores: pinned.append((pid, cores)))
     monkeypatch.setenv("WEB_SCHED_BATCH", "0")
-    master = Master(2)
-    worker = master.spawn(conf)
-    worker.pid = 4242
-    said: list[str] = []
-    master.log = SimpleNamespace(info=lambda msg, *args: said.append(msg % args))
-    conf["post_fork"](master, worker)
+    worker, said = fork_one(conf)
     assert pinned == [(0, {worker.cpu})]  # 0: the calling process, the new worker
     assert said == [f"worker 4242 runs on core {worker.cpu}"]  # operators see where it runs
 
@@ -123,10 +133,5 @@ def test_post_fork_says_why_a_worker_could_not_be_pinned(
 
     monkeypatch.setattr(os, "sched_setaffinity", refuse)
     monkeypatch.setenv("WEB_SCHED_BATCH", "0")
-    master = Master(2)
-    worker = master.spawn(conf)
-    worker.pid = 4242
-    said: list[str] = []
-    master.log = SimpleNamespace(warning=lambda msg, *args: said.append(msg % args))
-    conf["post_fork"](master, worker)  # the worker starts all the same
+    _, said = fork_one(conf)  # the worker starts all the same
     assert said == ["worker 4242 runs on any core: [Errno 22] Invalid argument"]

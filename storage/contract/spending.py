@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from sms.numbers import is_e164
 from storage.contract.ledger import Ledger
 from storage.contract.transactions import Transactions
 from storage.contract.users import Users
@@ -76,8 +77,9 @@ def standing_of(
     uow: StandingSources, payer_id: str, payee: str, day_start: float, month_start: float
 ) -> Standing:
     """`Spending.standing` made of the four reads it stands for (the memory store). A user's
-    number is E.164, so a payee not starting with "+" (a UPI id) names no user: not looked up."""
-    payee_user = uow.get_user_by_phone(payee) if payee.startswith("+") else None
+    number is E.164 (register_user checks it), so another payee (a UPI id) names no user: not
+    looked up."""
+    payee_user = uow.get_user_by_phone(payee) if is_e164(payee) else None
     day, month = uow.spent(payer_id, day_start, month_start)
     return Standing(
         payee_id=payee_user.id if payee_user else None,

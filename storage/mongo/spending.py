@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from sms.numbers import is_e164
 from storage.contract.spending import Spending, Standing
 from storage.errors import NotFound
 from storage.models import user_account
@@ -72,8 +73,8 @@ class MongoSpending(MongoBase, Spending):
         """The payer's wallet, with its totals' row, its first payment to `payee` and the user
         registered on `payee` joined by `$lookup`: one round trip where four were (`$lookup`
         runs inside a transaction on unsharded collections). A row of other periods is brought
-        to these as `spent` does (more trips, once a day per payer). A UPI id names no user (a
-        user's number is E.164): not looked up."""
+        to these as `spent` does (more trips, once a day per payer). A payee that is not an E.164
+        number (a UPI id) names no user (register_user checks users' numbers): not looked up."""
         account = user_account(payer_id)
         first_paid: list[dict[str, Any]] = [
             {"$match": {"payer_id": payer_id, "payee": payee, "state": {"$ne": "FAILED"}}},
@@ -85,7 +86,7 @@ class MongoSpending(MongoBase, Spending):
             ("spending", [{"$match": {"_id": payer_id}}]),
             ("transactions", first_paid),
         ]
-        if payee.startswith("+"):
+        if is_e164(payee):
             joins.append(("users", [{"$match": {"phone": payee}}, {"$project": {"_id": 1}}]))
         pipeline: list[dict[str, Any]] = [
             {"$match": {"_id": account}},

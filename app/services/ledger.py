@@ -39,6 +39,7 @@ from app.services.common import ensure_account
 from app.services.errors import ServiceError
 from storage.contract import Ledger, Spending, Transactions
 from storage.errors import NotFound, StateChanged
+from storage.history import COMMITTED_STATES
 from storage.models import (
     CASH_IN_ACCOUNT,
     GATEWAY_IN_ACCOUNT,
@@ -80,9 +81,7 @@ TRANSITIONS: Mapping[TransactionState, frozenset[TransactionState]] = MappingPro
 )
 
 # The states in which a payment's money counts against its payer's caps: all but FAILED.
-COMMITTED: frozenset[TransactionState] = frozenset(
-    {_S.PENDING, _S.PROCESSING, _S.SUCCESS, _S.FLAGGED}
-)
+COMMITTED: frozenset[TransactionState] = COMMITTED_STATES
 
 
 class Moves(Transactions, Spending, Protocol):

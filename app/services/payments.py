@@ -48,7 +48,8 @@ def pay(
         mistake = ("self_payment", replies.SELF_PAYMENT)
     judgement = None
     if mistake is None:
-        past = risk.past_of(uow, payer, standing, instr.payee, now, settings)
+        located = lat is not None
+        past = risk.past_of(uow, payer, standing, instr.payee, now, settings, located)
         judgement = risk.judge(
             risk.Attempt(instr.payee, instr.amount, now, lat, lon), past, settings
         )

@@ -22,10 +22,10 @@ from enum import StrEnum
 from typing import Protocol
 
 from app.config import Settings
-from app.services.ledger import COMMITTED
 from sms import replies
 from storage.contract import Transactions
 from storage.contract.spending import Standing
+from storage.history import HistoryAsk
 from storage.models import RecentPayment, TransactionState, User
 
 
@@ -79,55 +79,65 @@ class Attempt:
 class Past:
     """What the store knows about the payer, read once per payment."""
 
-    recent: Sequence[RecentPayment]  # the payer's newest payments of the last 30 days (at most
-    # HISTORY_LIMIT), newest first
+    # the amounts of the committed payments among the payer's newest of the last 30 days (at
+    # most HISTORY_LIMIT payments, every state counted), newest first
+    amounts: Sequence[int]
     spent_today: int  # committed since local midnight (the payer's running total)
     spent_month: int  # committed since the first of the local month (the running total)
     payee_first_paid: float | None  # when the payer first paid this payee (not failed), or None
     balance: int = 0  # the payer's wallet now
     area: tuple[float, float] | None = None  # the usual area staff set, which wins over learning
-    # committed to this payee in the last 24 h, read when `recent` may not hold all of them (more
-    # than HISTORY_LIMIT payments in 24 h); None: `recent` holds them all
-    paid_to_payee_24h: int | None = None
-    # the payees paid in the velocity window, read when `recent` may not hold all of them
-    payees_in_window: frozenset[str] | None = None
+    paid_to_payee_24h: int = 0  # committed to this payee in the last 24 h (read if it is new)
+    # the payees of committed payments in the velocity window (read if the rule is on; at least
+    # one more than it allows, if there are more)
+    payees_in_window: frozenset[str] = frozenset()
+    # the committed payments among the newest that carry a location, newest first (read only
+    # for a payment that carries one: the geofence and travel rules)
+    located: Sequence[RecentPayment] = ()
 
 
 def past_of(
-    uow: Reads, payer: User, standing: Standing, payee: str, now: float, s: Settings
+    uow: Reads,
+    payer: User,
+    standing: Standing,
+    payee: str,
+    now: float,
+    s: Settings,
+    located: bool = False,
 ) -> Past:
     """Read the payer's history for `judge` (inside the payment's unit of work), beside the
-    `standing` the payment read first: a bounded number of reads, each by an index, whatever
-    the length of the payer's history."""
-    payer_id = payer.id
+    `standing` the payment read first: only what the rules will use (the new payee's 24 hours
+    if the payee is new, the velocity window's payees if that rule is on, the located payments
+    if this payment has a location), a bounded number of reads, each by an index, whatever the
+    length of the payer's history. `located`: the payment carries a location."""
     area = None if payer.area_lat is None or payer.area_lon is None else (
         payer.area_lat, payer.area_lon)  # fmt: skip
-    recent = uow.recent_payments(payer_id, now - LOOKBACK, HISTORY_LIMIT)
     first_paid = standing.first_paid
-    paid_24h = None
     new_payee_paid = first_paid is not None and now - first_paid < NEW_PAYEE_SECONDS
-    if new_payee_paid and len(recent) == HISTORY_LIMIT and recent[-1].created_at > now - DAY:
-        # the newest HISTORY_LIMIT payments all fall within 24 h: older ones to this payee may
-        # be missing from `recent`, so the new-payee daily cap gets its own sum (by index)
-        paid_24h = uow.debited_since(payer_id, now - DAY, payee)
-    payees = None
-    most, window = s.risk_velocity_payees, s.risk_velocity_seconds
-    velocity_on = most and "velocity_payees" not in s.rules_off
-    if velocity_on and len(recent) == HISTORY_LIMIT and recent[-1].created_at > now - window:
-        # the same for the velocity window: its payees may reach further back than `recent`
-        # (one more than the rule allows is enough to know it is exceeded, and `recent` may
-        # show that already)
-        if len(_payees_within(recent, now, window)) <= most:
-            payees = frozenset(uow.payees_paid_since(payer_id, now - window, most + 1))
+    most = s.risk_velocity_payees
+    velocity_on = bool(most) and "velocity_payees" not in s.rules_off
+    history = uow.payment_history(
+        payer.id,
+        HistoryAsk(
+            since=now - LOOKBACK,
+            limit=HISTORY_LIMIT,
+            payee=payee,
+            payee_since=now - DAY if new_payee_paid else None,
+            window_since=now - s.risk_velocity_seconds if velocity_on else None,
+            payees_limit=most + 1,  # one more than the rule allows tells it is exceeded
+            located=located,
+        ),
+    )
     return Past(
+        amounts=history.amounts,
         area=area,
         balance=standing.balance,
-        recent=recent,
         spent_today=standing.spent_today,
         spent_month=standing.spent_month,
         payee_first_paid=first_paid,
-        paid_to_payee_24h=paid_24h,
-        payees_in_window=payees,
+        paid_to_payee_24h=history.paid_to_payee or 0,
+        payees_in_window=history.payees or frozenset(),
+        located=history.located,
     )
 
 
@@ -139,24 +149,9 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
-def _live(past: Past) -> list[RecentPayment]:
-    return [t for t in past.recent if t.state in COMMITTED]
-
-
-def _payees_within(recent: Sequence[RecentPayment], now: float, window: float) -> set[str | None]:
-    """The payees of the committed payments among `recent` made less than `window` s ago."""
-    return {t.payee for t in recent if t.state in COMMITTED and now - t.created_at < window}
-
-
 def _settled_located(past: Past) -> list[RecentPayment]:
     """Located payments that taught the usual area: not refused, not held."""
-    return [
-        t
-        for t in past.recent
-        if t.lat is not None
-        and t.lon is not None
-        and t.state in COMMITTED - {TransactionState.FLAGGED}
-    ]
+    return [t for t in past.located if t.state != TransactionState.FLAGGED]
 
 
 def usual_area(past: Past, s: Settings) -> tuple[float, float] | None:
@@ -244,10 +239,6 @@ def new_payee_daily_cap(a: Attempt, past: Past, s: Settings) -> Decision | None:
     if not is_new_payee(a, past):
         return None
     paid = past.paid_to_payee_24h
-    if paid is None:
-        paid = sum(
-            t.amount for t in _live(past) if t.payee == a.payee and a.now - t.created_at < DAY
-        )
     limit = s.limit_new_payee_per_day_paise
     if paid + a.amount <= limit:
         return None
@@ -264,11 +255,7 @@ def velocity_payees(a: Attempt, past: Past, s: Settings) -> Decision | None:
     if not most:
         return None
     window = s.risk_velocity_seconds
-    payees: set[str | None]
-    if past.payees_in_window is not None:
-        payees = {*past.payees_in_window, a.payee}
-    else:
-        payees = _payees_within(past.recent, a.now, window) | {a.payee}
+    payees = {*past.payees_in_window, a.payee}
     if len(payees) <= most:
         return None
     return Decision(
@@ -281,7 +268,7 @@ def velocity_payees(a: Attempt, past: Past, s: Settings) -> Decision | None:
 def velocity_amount(a: Attempt, past: Past, s: Settings) -> Decision | None:
     """An amount far above the user's usual: more than N times their 30-day median."""
     multiple = s.risk_amount_multiple
-    amounts = [t.amount for t in _live(past)]
+    amounts = past.amounts
     if not multiple or len(amounts) < max(1, s.risk_amount_min_history):
         return None
     median = statistics.median(amounts)
@@ -316,7 +303,7 @@ def travel(a: Attempt, past: Past, s: Settings) -> Decision | None:
     """Two located payments farther apart than a person can travel in the time between them."""
     if not s.risk_travel_kmh or a.lat is None or a.lon is None:
         return None
-    last = next((t for t in _live(past) if t.lat is not None and t.lon is not None), None)
+    last = next(iter(past.located), None)
     if last is None or last.lat is None or last.lon is None:
         return None
     km = haversine_km(last.lat, last.lon, a.lat, a.lon)

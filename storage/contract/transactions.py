@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Protocol
 
+from storage.history import HistoryAsk, PaymentHistory
 from storage.models import (
     RecentPayment,
     Transaction,
@@ -64,6 +65,13 @@ class Transactions(Protocol):
     def recent_payments(self, payer_id: str, since: float, limit: int) -> list[RecentPayment]:
         """At most `limit` of a payer's payments created at or after `since`, in every state,
         newest first (then by reference): only what the risk rules read."""
+        ...
+
+    def payment_history(self, payer_id: str, ask: HistoryAsk) -> PaymentHistory:
+        """What the risk rules read of the payer's history for one payment (`HistoryAsk` says
+        what each part is): as `storage.history.from_rows` makes it from `recent_payments`,
+        by whatever reads cost the store least. Ties in `created_at` at the limit's edge may
+        be cut in the store's own order."""
         ...
 
     def payees_paid_since(self, payer_id: str, since: float, limit: int) -> set[str]:

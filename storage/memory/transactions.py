@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from storage.contract.transactions import opened
 from storage.errors import DuplicateKey, NotFound, StateChanged
+from storage.history import HistoryAsk, PaymentHistory, from_rows
 from storage.memory.tables import Part, Tables
 from storage.models import (
     RecentPayment,
@@ -86,6 +87,10 @@ class TransactionsPart(Part):
             RecentPayment(t.reference, t.payee, t.amount, t.created_at, t.state.value, t.lat, t.lon)
             for t in found[:limit]
         ]
+
+    def payment_history(self, payer_id: str, ask: HistoryAsk) -> PaymentHistory:
+        """From the payer's newest payments, read in one query (storage/history.py)."""
+        return from_rows(payer_id, self.recent_payments(payer_id, ask.since, ask.limit), ask, self)
 
     def payees_paid_since(self, payer_id: str, since: float, limit: int) -> set[str]:
         found = {

@@ -8,6 +8,7 @@ from pymongo import ASCENDING, DESCENDING
 
 from storage.contract.transactions import Transactions, opened
 from storage.errors import NotFound, StateChanged
+from storage.history import HistoryAsk, PaymentHistory, from_rows
 from storage.models import (
     RecentPayment,
     Transaction,
@@ -116,6 +117,10 @@ class MongoTransactions(MongoBase, Transactions):
             )
             for d in found.limit(limit)
         ]
+
+    def payment_history(self, payer_id: str, ask: HistoryAsk) -> PaymentHistory:
+        """From the payer's newest payments, read in one query (storage/history.py)."""
+        return from_rows(payer_id, self.recent_payments(payer_id, ask.since, ask.limit), ask, self)
 
     def payees_paid_since(self, payer_id: str, since: float, limit: int) -> set[str]:
         """The payees of the payer's committed payments created at or after `since` (at most

@@ -18,6 +18,7 @@ from storage.errors import (
     StateChanged,
     UnbalancedEntry,
 )
+from storage.history import HistoryAsk
 from storage.models import (
     Device,
     FrameRecord,
@@ -277,6 +278,47 @@ def test_a_payers_recent_payments_and_first_payment_to_a_payee(store: Store) -> 
     assert store.read(lambda uow: uow.payees_paid_since("u1", 0, 5)) == {"+912222222222"}
     assert store.read(lambda uow: uow.payees_paid_since("u1", 25.0, 5)) == set()  # R3 failed
     assert store.read(lambda uow: uow.payees_paid_since("u2", 0, 5)) == {"+912222222222"}
+
+
+def test_a_payers_history_for_the_risk_rules(store: Store) -> None:
+    """`payment_history` gives each part it is asked for, as `from_rows` makes it from the
+    newest payments, with a location asked or not (SQLite reads the parts by index then)."""
+    ravi, mira, other = "+912222222222", "+913333333333", "+914444444444"
+
+    def unit(uow: UnitOfWork) -> None:
+        uow.insert_transaction(txn("H0", "u1", 50, 1.0), "c")  # before the look-back
+        uow.insert_transaction(txn("H1", "u1", 100, 10.0), "c")
+        uow.insert_transaction(replace(txn("H2", "u1", 200, 20.0), lat=12.97, lon=77.59), "c")
+        uow.insert_transaction(replace(txn("H3", "u1", 400, 30.0), payee=mira), "c")
+        uow.set_state("H3", TransactionState.FAILED, "refused", 30.0)
+        flagged = replace(txn("H4", "u1", 800, 40.0), payee=other, lat=13.0, lon=77.6)
+        uow.insert_transaction(flagged, "c", then=(TransactionState.FLAGGED, "held"))
+        uow.insert_transaction(txn("H5", "u2", 1600, 45.0), "c")  # another payer
+
+    store.atomic(unit)
+    located = [RecentPayment("H4", other, 800, 40.0, "FLAGGED", 13.0, 77.6),
+               RecentPayment("H2", ravi, 200, 20.0, "PENDING", 12.97, 77.59)]  # fmt: skip
+    for with_location in (False, True):
+        ask = HistoryAsk(since=5.0, limit=10, payee=ravi, payee_since=15.0, window_since=25.0,
+                         payees_limit=5, located=with_location)  # fmt: skip
+        got = store.read(lambda uow, ask=ask: uow.payment_history("u1", ask))
+        assert got.amounts == (800, 200, 100)  # committed, newest first; H3 failed
+        assert got.paid_to_payee == 200  # to Ravi since 15.0
+        assert got.payees == frozenset({other})  # committed since 25.0 (H3 failed)
+        assert list(got.located) == (located if with_location else [])
+        # a part not asked for is not read
+        bare = replace(ask, payee_since=None, window_since=None)
+        got = store.read(lambda uow, bare=bare: uow.payment_history("u1", bare))
+        assert got.paid_to_payee is None and got.payees is None and got.amounts == (800, 200, 100)
+        # the newest `limit` of every state: H4 and the failed H3
+        two = replace(ask, limit=2)
+        got = store.read(lambda uow, two=two: uow.payment_history("u1", two))
+        assert got.amounts == (800,)
+        # those two do not reach back to 15.0 or to 5.0: the parts are read on their own
+        assert got.paid_to_payee == 200 and got.payees == frozenset({other})
+        wide = replace(two, window_since=5.0)
+        got = store.read(lambda uow, wide=wide: uow.payment_history("u1", wide))
+        assert got.payees == frozenset({ravi, other})
 
 
 def test_a_payments_standing_answers_as_its_four_reads(store: Store) -> None:

@@ -13,6 +13,7 @@ import pytest
 from app.config import RISK_RULES, ConfigError, Settings
 from app.services import risk
 from app.services.risk import Attempt, Past, Verdict
+from storage.history import HistoryAsk, from_rows
 from storage.models import RecentPayment, TransactionState
 
 NOW = 1_795_588_200.0
@@ -32,13 +33,33 @@ def paid(
     return RecentPayment(f"R{int(at * 1000) % 10**9:09d}", payee, amount, at, state.value, lat, lon)
 
 
-def past(*recent: RecentPayment, **kw: Any) -> Past:
+class NoReads:
+    """The reads `from_rows` falls back on, which a short history never needs."""
+
+    def debited_since(self, user_id: str, since: float, payee: str | None = None) -> int:
+        raise AssertionError("not read")
+
+    def payees_paid_since(self, payer_id: str, since: float, limit: int) -> set[str]:
+        raise AssertionError("not read")
+
+
+def past(*recent: RecentPayment, payee: str = RAVI, **kw: Any) -> Past:
+    """What `past_of` reads of a payer whose newest payments are `recent` (every part asked,
+    as the stores make it from rows: storage/history.py)."""
+    rows = sorted(recent, key=lambda t: -t.created_at)
+    ask = HistoryAsk(
+        since=NOW - risk.LOOKBACK, limit=risk.HISTORY_LIMIT, payee=payee,
+        payee_since=NOW - risk.DAY, window_since=NOW - S.risk_velocity_seconds,
+        payees_limit=S.risk_velocity_payees + 1, located=True,
+    )  # fmt: skip
+    history = from_rows("u1", rows, ask, NoReads())
     fields: dict[str, Any] = {
         "spent_today": 0, "spent_month": 0, "payee_first_paid": NOW - 10 * 86_400,
-        "balance": 10**9,
+        "balance": 10**9, "paid_to_payee_24h": history.paid_to_payee,
+        "payees_in_window": history.payees, "located": history.located,
     }  # fmt: skip
     fields.update(kw)
-    return Past(recent=sorted(recent, key=lambda t: -t.created_at), **fields)
+    return Past(amounts=history.amounts, **fields)
 
 
 def attempt(amount: int = 10_000, payee: str = RAVI, where: tuple[float, float] | None = None,
@@ -103,8 +124,10 @@ def test_new_payee_daily_cap(already: int, refused: bool) -> None:
     history = past(earlier, payee_first_paid=NOW - 3600)
     decision = risk.new_payee_daily_cap(attempt(100_000), history, S)
     assert (decision is not None) is refused
-    other = risk.new_payee_daily_cap(attempt(100_000, payee="+919000000001"), history, S)
-    assert other is None or other.facts["paid_24h"] == 0  # counted per payee
+    other = "+919000000001"  # the same day's payments, read for another payee
+    for_other = past(earlier, payee=other, payee_first_paid=NOW - 3600)
+    assert for_other.paid_to_payee_24h == 0  # counted per payee
+    assert risk.new_payee_daily_cap(attempt(100_000, payee=other), for_other, S) is None
 
 
 def test_insufficient_balance_comes_before_the_new_payee_caps() -> None:

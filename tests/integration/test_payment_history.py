@@ -1,0 +1,101 @@
+"""Property: SQLite's `payment_history` read part by part by index says what `from_rows` says
+of the same payer's newest payments (the rule MongoDB and the memory store apply): random
+histories of a payer (every state, a few payees, some located, times spread over 40 days and
+crowded into the last hours), random asks (limits that cut the rows short or not, new-payee
+and velocity periods, with and without a location)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from storage.history import HistoryAsk, from_rows
+from storage.models import Transaction, TransactionKind, TransactionState
+from storage.sqlite import SqliteStore
+from storage.sqlite.unit_of_work import SqliteUnitOfWork
+
+NOW = 100 * 86_400.0
+PAYEES = ("+912000000001", "+912000000002", "+912000000003", "+912000000004")
+payment = st.tuples(
+    st.sampled_from(PAYEES),
+    st.integers(1, 5_000),
+    # whole seconds before NOW, distinct (at the limit's edge a tie is cut in either order)
+    st.one_of(st.integers(0, 40 * 86_400), st.integers(0, 7_200)),
+    st.sampled_from(list(TransactionState)),
+    st.booleans(),  # located
+)
+ask = st.builds(
+    lambda limit, payee, day, window, most, located: HistoryAsk(
+        since=NOW - 30 * 86_400,
+        limit=limit,
+        payee=payee,
+        payee_since=day,
+        window_since=window,
+        payees_limit=most,
+        located=located,
+    ),  # fmt: skip
+    st.integers(1, 40),
+    st.sampled_from(PAYEES),
+    st.sampled_from([None, NOW - 86_400]),
+    st.sampled_from([None, NOW - 3_600, NOW - 600]),
+    st.integers(1, 5),
+    st.booleans(),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    history=st.lists(payment, max_size=60, unique_by=lambda p: p[2]),
+    asks=st.lists(ask, min_size=1, max_size=4),
+)
+def test_sqlite_reads_by_index_what_the_rows_say(
+    tmp_path_factory: pytest.TempPathFactory,
+    history: list[tuple[str, int, int, TransactionState, bool]],
+    asks: list[HistoryAsk],
+) -> None:
+    store = SqliteStore(tmp_path_factory.mktemp("history") / "store.sqlite3")
+    try:
+        check(store, history, asks)
+    finally:
+        store.close()
+
+
+def check(
+    store: SqliteStore,
+    history: list[tuple[str, int, int, TransactionState, bool]],
+    asks: list[HistoryAsk],
+) -> None:
+
+    def write(uow: SqliteUnitOfWork) -> None:
+        for i, (payee, amount, ago, state, located) in enumerate(history):
+            at = NOW - ago
+            txn = Transaction(
+                f"H{i:04d}", TransactionKind.TRANSFER, amount, TransactionState.PENDING, at, at,
+                payer_id="u1", payer_phone="+911000000001", payee=payee,
+                lat=12.9 if located else None, lon=77.6 if located else None,
+            )  # fmt: skip
+            then = None if state is TransactionState.PENDING else (state, "test")
+            uow.insert_transaction(txn, "made", then)
+
+    store.atomic(write)
+    for a in asks:
+        by_index, by_rows = store.read(
+            lambda uow, a=a: (
+                uow.payment_history("u1", a),
+                from_rows("u1", uow.recent_payments("u1", a.since, a.limit), a, uow),
+            )
+        )
+        assert by_index.amounts == by_rows.amounts
+        assert by_index.paid_to_payee == by_rows.paid_to_payee
+        assert by_index.located == by_rows.located
+        if a.window_since is None:
+            assert by_index.payees is by_rows.payees is None
+        else:  # all of them; or, past `payees_limit`, any `payees_limit` of them or more
+            assert by_index.payees is not None and by_rows.payees is not None
+            limit = a.payees_limit
+            if min(len(by_index.payees), len(by_rows.payees)) < limit:
+                assert by_index.payees == by_rows.payees
+            else:  # enough for the velocity rule to flag, whichever they are
+                assert all(p in PAYEES for p in by_index.payees | by_rows.payees)

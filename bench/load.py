@@ -264,6 +264,26 @@ def history_runs(args: argparse.Namespace, run_dir: Path) -> list[Run]:
     return runs
 
 
+def targets(runs: list[Run], baseline: float) -> list[str]:
+    """Each SMS route's PAY run against 1,000 req/s, a p99 under 100 ms and a 0.25 ratio; the
+    long-history run against its pair without history (at most 20 % slower)."""
+    lines = []
+    for r in runs:
+        if r.name.startswith("PAY via") and "payer" not in r.name:
+            ratio = r.rate / baseline
+            met = r.rate >= 1000 and r.p99_ms < 100 and ratio >= 0.25
+            lines.append(
+                f"  {r.name:<36} {r.rate:7.0f} req/s (>= 1,000), p99 {r.p99_ms:5.1f} ms (< 100),"
+                f" ratio {ratio:.3f} (>= 0.25): {'met' if met else 'not met'}"
+            )
+    pair = [r for r in runs if r.name.startswith("PAY via tasker, 1 payer")]
+    if len(pair) == 2 and pair[0].rate:
+        kept = pair[1].rate / pair[0].rate  # the history may cost at most 20 %
+        verdict = "met" if kept >= 0.8 else "not met"
+        lines.append(f"  {'one payer, long history / none':<36} {kept:7.2f} (>= 0.80): {verdict}")
+    return lines
+
+
 def report(runs: list[Run], baseline: float) -> str:
     """The summary table."""
     head = (
@@ -298,6 +318,7 @@ def report(runs: list[Run], baseline: float) -> str:
                 f"  {r.name:<36} {per_commit:5.2f} units a commit, waited {waited:5.2f} ms,"
                 f" held {held:5.2f} ms (CPU {cpu:4.2f}); workers' CPU {shares}"
             )
+    lines += ["", "against the targets (docs/performance.md):", *targets(runs, baseline)]
     failed = [r for r in runs if r.samples]
     if failed:  # why: a refusal's reply, a status, a connection's end
         lines.append("\nanswers that were not a success (the first few of each run):")

@@ -43,3 +43,4 @@ def test_the_benchmark_runs_and_its_counts_are_right(tmp_path: Path) -> None:
         if r["kind"] == "bal":
             assert r["success_rows"] == r["other_rows"] == 0 and r["conserved"], r
     assert "PAY via twilio" in result.stdout and "ratio" in result.stdout
+    assert "against the targets" in result.stdout

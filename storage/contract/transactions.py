@@ -71,7 +71,8 @@ class Transactions(Protocol):
         """What the risk rules read of the payer's history for one payment (`HistoryAsk` says
         what each part is): as `storage.history.from_rows` makes it from `recent_payments`,
         by whatever reads cost the store least. Ties in `created_at` at the limit's edge may
-        be cut in the store's own order."""
+        be cut in the store's own order, and past `payees_limit` the window's payees may be
+        any `payees_limit` of them or more (tests/integration/test_payment_history.py)."""
         ...
 
     def payees_paid_since(self, payer_id: str, since: float, limit: int) -> set[str]:

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from storage.contract.transactions import opened
 from storage.errors import DuplicateKey, NotFound, StateChanged
-from storage.history import HistoryAsk, PaymentHistory, from_rows
+from storage.history import COMMITTED_STATES, HistoryAsk, PaymentHistory, from_rows
 from storage.memory.tables import Part, Tables
 from storage.models import (
     RecentPayment,
@@ -17,12 +17,6 @@ from storage.models import (
     TransactionState,
 )
 
-LIVE_STATES = (
-    TransactionState.PENDING,
-    TransactionState.PROCESSING,
-    TransactionState.SUCCESS,
-    TransactionState.FLAGGED,
-)
 FINAL_STATES = (TransactionState.SUCCESS, TransactionState.FAILED)
 
 
@@ -34,7 +28,7 @@ def committed_since(t: Tables, payer_id: str, since: float, payee: str | None = 
         for x in t.transactions.values()
         if x.payer_id == payer_id
         and x.created_at >= since
-        and x.state in LIVE_STATES
+        and x.state in COMMITTED_STATES
         and (payee is None or x.payee == payee)
     )
 
@@ -98,7 +92,7 @@ class TransactionsPart(Part):
             for t in self._t.transactions.values()
             if t.payer_id == payer_id
             and t.created_at >= since
-            and t.state in LIVE_STATES
+            and t.state in COMMITTED_STATES
             and t.payee is not None
         }
         return set(sorted(found)[:limit])

@@ -8,7 +8,7 @@ from pymongo import ASCENDING, DESCENDING
 
 from storage.contract.transactions import Transactions, opened
 from storage.errors import NotFound, StateChanged
-from storage.history import HistoryAsk, PaymentHistory, from_rows
+from storage.history import COMMITTED_STATES, HistoryAsk, PaymentHistory, from_rows
 from storage.models import (
     RecentPayment,
     Transaction,
@@ -19,7 +19,7 @@ from storage.models import (
 from storage.mongo import documents as docs
 from storage.mongo.base import MongoBase
 
-LIVE_STATES = ["PENDING", "PROCESSING", "SUCCESS", "FLAGGED"]  # money the payer committed
+LIVE_STATES = sorted(s.value for s in COMMITTED_STATES)  # money the payer committed
 FINAL_STATES = ["SUCCESS", "FAILED"]
 
 

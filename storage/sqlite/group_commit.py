@@ -16,7 +16,10 @@ A batch of one runs without a savepoint, exactly as a lone transaction would.
 
 There is no waiting for company: the leader takes what is queued when it starts, so a unit that
 arrives alone is committed at once, and batches grow only while the previous commit is under way.
-The leader runs the other threads' units in their own `contextvars` context (request ids).
+Once the writers' lock is its own, the leader `gather`s into its batch the units queued while it
+waited for the lock (another process's batch held it): they would otherwise wait for the next
+batch and its own lock, pages and sync. The leader runs the other threads' units in their own
+`contextvars` context (request ids).
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ class GroupCommit:
     """Queues units from many threads and lets one leader at a time commit them in batches.
 
     `run_batch(units)` (given by the store) must settle every unit it is given: `succeed` or
-    `fail` each, and return only after the batch's COMMIT or ROLLBACK. `sync(units)`, if given,
+    `fail` each, and return only after the batch's COMMIT or ROLLBACK; it may first `gather`
+    more units into the list. `sync(units)`, if given,
     then makes the batch durable (failing its units if it cannot); it runs after the lead has
     passed on, so the next batch is written while this one waits for the disk, and the batch's
     callers are woken only after it. A waiting thread is woken exactly once: when its unit is
@@ -113,6 +117,16 @@ class GroupCommit:
             if not passed:
                 self._pass_lead()
         return unit.outcome()
+
+    def gather(self, batch: list[Unit[Any]]) -> None:
+        """Add to the leader's `batch`, in place, the units queued since it was taken (up to
+        MAX_BATCH in all). Called by `run_batch` once it holds the writers' lock; the units
+        gathered are settled, synced and answered with the rest of the batch."""
+        with self._lock:
+            room = MAX_BATCH - len(batch)
+            if room > 0 and self._queue:
+                batch.extend(self._queue[:room])
+                del self._queue[:room]
 
     def _pass_lead(self) -> None:
         with self._lock:

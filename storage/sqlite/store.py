@@ -203,6 +203,8 @@ class SqliteStore:
         asked = time.perf_counter()
         lock = self._lock_writers()
         taken, cpu = time.perf_counter(), time.thread_time()
+        assert self._group is not None
+        self._group.gather(units)  # what queued while the lock was another process's
         try:
             self._commit(units)
         finally:

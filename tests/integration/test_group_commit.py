@@ -6,6 +6,7 @@ them fail cleanly: a `-lock` file that cannot be opened, a sync with no WAL, a f
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
 import signal
@@ -23,7 +24,7 @@ import pytest
 
 from storage.errors import StoreUnavailable
 from storage.sqlite.checkpoints import EVERY_UNITS, Checkpointer
-from storage.sqlite.group_commit import Unit
+from storage.sqlite.group_commit import MAX_BATCH, Unit
 from storage.sqlite.store import SqliteStore
 from storage.sqlite.unit_of_work import SqliteUnitOfWork
 
@@ -39,13 +40,16 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
 
 
 def batches_of(store: SqliteStore) -> list[int]:
-    """Record the size of every batch the store commits (the store's own code still runs)."""
+    """Record the size of every batch the store commits, units gathered once it held the
+    writers' lock included (the store's own code still runs)."""
     sizes: list[int] = []
     real = store._run_batch
 
     def spy(units: list[Unit[Any]]) -> None:
-        sizes.append(len(units))
-        real(units)
+        try:
+            real(units)
+        finally:
+            sizes.append(len(units))
 
     store._run_batch = spy  # type: ignore[method-assign]
     return sizes
@@ -105,6 +109,46 @@ def test_units_submitted_together_share_one_commit(store: SqliteStore) -> None:
     assert outcomes == [f"k{i}" for i in range(10)]
     assert sizes == [1, 10]  # the holding unit alone, then the ten queued behind it together
     assert all(meta(store, f"k{i}") == b"1" for i in range(10))
+
+
+def test_units_queued_while_the_leader_waits_for_the_writers_lock_join_its_batch(
+    store: SqliteStore,
+) -> None:
+    """Another process holds the writers' lock (here another open file of the `-lock` file,
+    which flock treats alike): the first unit's thread leads and waits for the lock; the units
+    submitted meanwhile are committed in its batch once the lock is free, not in a second one."""
+    sizes = batches_of(store)
+    other = os.open(f"{store.path}-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    answered: list[str] = []
+    threads = [
+        threading.Thread(target=lambda k=k: answered.append(store.atomic(put(k))))
+        for k in ("lead", "a", "b", "c")
+    ]
+    try:
+        threads[0].start()
+        while store._group is None or not store._group._leading or store._group._queue:
+            time.sleep(0.005)  # the leader took its batch of one and waits for the lock
+        for t in threads[1:]:
+            t.start()
+        while len(store._group._queue) < 3:
+            time.sleep(0.005)
+        assert answered == []
+    finally:
+        fcntl.flock(other, fcntl.LOCK_UN)
+        os.close(other)
+    for t in threads:
+        t.join(10)
+    assert sorted(answered) == ["a", "b", "c", "lead"]
+    assert sizes == [4]  # one transaction, one sync
+    assert all(meta(store, k) == b"1" for k in ("lead", "a", "b", "c"))
+
+
+def test_a_batch_gathers_no_more_than_max_batch_units(store: SqliteStore) -> None:
+    sizes = batches_of(store)
+    outcomes = queued_behind_a_held_batch(store, [put(f"k{i}") for i in range(MAX_BATCH + 6)])
+    assert outcomes == [f"k{i}" for i in range(MAX_BATCH + 6)]
+    assert sizes == [1, MAX_BATCH, 6]
 
 
 def test_a_failing_unit_in_a_batch_does_not_undo_its_neighbours(store: SqliteStore) -> None:

@@ -280,7 +280,7 @@ class SqliteStore:
         threads of this process submit at the same time (group commit: one fsync for all)."""
         if self._group is None or self._group_pid != os.getpid():
             self._group, self._group_pid = GroupCommit(self._run_batch, self._sync_wal), os.getpid()
-            self._checkpoints = Checkpointer(self._open)
+            self._checkpoints = Checkpointer(self._open, f"{self.path}-lock")
         for attempt in range(DUPLICATE_RETRIES + 1):  # a refused unit is undone alone
             try:
                 return self._group.submit(fn)

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from storage.errors import StoreUnavailable
+from storage.sqlite import checkpoints
 from storage.sqlite.checkpoints import EVERY_UNITS, Checkpointer
 from storage.sqlite.group_commit import MAX_BATCH, Unit
 from storage.sqlite.store import SqliteStore
@@ -350,6 +351,35 @@ def test_the_wal_is_checkpointed_by_a_thread_not_by_a_commit(
     while in_main_file() < EVERY_UNITS and time.monotonic() < deadline:
         time.sleep(0.05)
     assert in_main_file() >= EVERY_UNITS
+
+
+def test_the_wal_starts_again_under_writes_that_never_pause(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Threads that write without a pause leave no moment at which a passive checkpoint has
+    copied every frame, so SQLite never starts the WAL again and it grows with every commit;
+    the checkpoint thread's last round under the writers' lock lets it start again, so the file
+    stays about RESTART_FRAMES long."""
+    monkeypatch.setattr(checkpoints, "EVERY_UNITS", 20)
+    monkeypatch.setattr(checkpoints, "RESTART_FRAMES", 100)
+    value = os.urandom(3000)  # a page of its own each
+    stop = time.monotonic() + 20
+
+    def write(name: str) -> None:
+        for i in range(500):
+            if time.monotonic() > stop:
+                return
+            store.atomic(lambda uow, i=i: uow.set_meta(f"{name}{i}", value))
+
+    threads = [threading.Thread(target=write, args=(f"w{t}:",)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    written = store.read(lambda uow: uow.get_meta("w0:499"))
+    assert written == value  # all 2,000 units ran: at least 2,000 frames were written
+    frame = 24 + 4096
+    assert os.path.getsize(f"{store.path}-wal") < 600 * frame  # started again, many times
 
 
 def test_a_unit_is_answered_only_after_the_wal_holding_it_is_synced(

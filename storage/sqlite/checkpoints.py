@@ -17,7 +17,9 @@ checkpoint copies the frames there were when it began, and by its end more were 
 once the WAL holds RESTART_FRAMES, a second passive round copies what came during the first,
 then the thread takes the writers' lock (the `-lock` file the store's batches take,
 storage/sqlite/store.py) for a last round that copies the few frames left, and the next batch,
-of any process, starts the WAL again: the file stays about that long and is written over.
+of any process, starts the WAL again: the file stays about that long and is written over. A
+WAL that grew longer meanwhile (a long read held its frames) is cut back to WAL_SIZE_LIMIT by
+the writer that starts it again (`journal_size_limit`, set on every connection of the store).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from contextlib import contextmanager
 
 EVERY_UNITS = 200  # units of work committed between checkpoints (about 1,000 pages of WAL)
 RESTART_FRAMES = 8_192  # a WAL this long (32 MiB of 4 KiB pages) is made to start again
-WAL_SIZE_LIMIT = 64 << 20  # a WAL that grew past this (a long reader held it) is cut back to it
+WAL_SIZE_LIMIT = 64 << 20  # bytes: a WAL that grew past this is cut back to it when it restarts
 IDLE_ROUNDS = 10  # seconds without a commit after which the thread ends
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,6 @@ class Checkpointer:
             log.warning("WAL checkpoint: cannot open the database: %s", exc)
             return
         try:
-            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             busy, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             if busy or frames < RESTART_FRAMES or self._writers_lock is None:
                 return  # busy: another process's checkpoint is under way

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from storage.errors import DuplicateKey, StoreUnavailable
+from storage.sqlite import checkpoints
 from storage.sqlite.checkpoints import Checkpointer
 from storage.sqlite.group_commit import GroupCommit, Unit
 from storage.sqlite.migrations import migrate, refuse_newer
@@ -128,6 +129,8 @@ class SqliteStore:
             # is released and before any unit of the batch is answered (checkpoints still sync)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints.py does it, off the path
+            # the writer that starts the WAL again cuts a longer one back (checkpoints.py)
+            conn.execute(f"PRAGMA journal_size_limit = {checkpoints.WAL_SIZE_LIMIT}")
             conn.execute("PRAGMA foreign_keys = ON")
             # each unit of a batch runs in a SAVEPOINT, for which SQLite keeps the original of
             # every page the unit changes; past 64 KiB it would write them to a temporary file,

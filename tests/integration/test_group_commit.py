@@ -382,6 +382,32 @@ def test_the_wal_starts_again_under_writes_that_never_pause(
     assert os.path.getsize(f"{store.path}-wal") < 600 * frame  # started again, many times
 
 
+def test_a_wal_a_long_read_let_grow_is_cut_back_when_it_starts_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read held open keeps the checkpoint from copying the frames written after it began,
+    so the WAL grows past its usual length; once the read ends and a checkpoint copies them,
+    the next writer starts the WAL again and cuts the file back to WAL_SIZE_LIMIT."""
+    monkeypatch.setattr(checkpoints, "WAL_SIZE_LIMIT", 64 * 1024)
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    store.init()
+    reader = sqlite3.connect(store.path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM meta").fetchone()
+    value = os.urandom(3000)
+    for i in range(300):
+        store.atomic(lambda uow, i=i: uow.set_meta(f"r{i}", value))
+    grown = os.path.getsize(f"{store.path}-wal")
+    assert grown > 1_000_000
+    reader.execute("COMMIT")
+    reader.close()
+    Checkpointer(store._open, f"{store.path}-lock").checkpoint()
+    store.atomic(put("after"))
+    assert os.path.getsize(f"{store.path}-wal") <= 64 * 1024
+    assert meta(store, "r299") == value and meta(store, "after") == b"1"
+    store.close()
+
+
 def test_a_unit_is_answered_only_after_the_wal_holding_it_is_synced(
     store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

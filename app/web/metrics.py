@@ -3,7 +3,8 @@
 Two kinds of figures:
 
 - **From the store, at scrape time** (`StoreCollector`): transactions today, jobs, the outbox,
-  worker heartbeats. They are the same whichever web process answers the scrape.
+  worker heartbeats (the same whichever web process answers the scrape); on SQLite, the WAL
+  file's size.
 - **Per process**: HTTP requests by route rule, method and status, and their durations, counted
   by Flask hooks. gunicorn runs several processes, and a scrape reaches one of them, so these use
   prometheus-client's multiprocess mode: when PROMETHEUS_MULTIPROC_DIR is set (gunicorn.conf.py
@@ -37,7 +38,7 @@ from app.services import operations
 from app.web import services
 from storage.errors import StoreUnavailable
 from storage.models import JobStatus, TransactionState
-from storage.sqlite.store import BATCH_OBSERVERS
+from storage.sqlite.store import BATCH_OBSERVERS, SqliteStore
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "(unmatched)"  # requests no route matched (404s), under one label
@@ -134,10 +135,28 @@ class StoreCollector:
             return
         up.add_metric([], 1)
         yield up
+        yield from _wal(self.svc)
         yield from _transactions(ops)
         yield from _jobs(ops)
         yield from _outbox(ops)
         yield from _workers(ops)
+
+
+def _wal(svc: Services) -> Iterable[Metric]:
+    """The SQLite WAL's size (nothing on MongoDB, nor when the file cannot be looked at)."""
+    if not isinstance(svc.store, SqliteStore):
+        return
+    try:
+        size = svc.store.wal_bytes()
+    except StoreUnavailable:
+        return
+    wal = GaugeMetricFamily(
+        "smspay_store_wal_bytes",
+        "Size of the SQLite WAL file; it grows past about 32 MiB only while checkpoints cannot "
+        "copy it (a long read holds it).",
+    )
+    wal.add_metric([], size)
+    yield wal
 
 
 def _transactions(ops: operations.Operations) -> Iterable[Metric]:

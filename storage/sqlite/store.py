@@ -329,6 +329,16 @@ class SqliteStore:
         if room.f_bavail * room.f_frsize < MIN_FREE_BYTES:
             raise StoreUnavailable(f"the disk holding {self.path.name} is full")
 
+    def wal_bytes(self) -> int:
+        """The WAL file's size: about RESTART_FRAMES pages under steady writes (checkpoints.py);
+        growing past that means the checkpoints cannot copy it (a long read holds it)."""
+        try:
+            return os.path.getsize(f"{self.path}-wal")
+        except FileNotFoundError:  # no WAL: nothing written since the last connection closed
+            return 0
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot read the size of {self.path.name}-wal: {exc}") from exc
+
     def close(self) -> None:
         """Close this thread's connection."""
         conn = getattr(self._local, "conn", None)

@@ -15,6 +15,7 @@ from app import create_app
 from app.bootstrap import Services
 from app.services import staff, workers
 from app.worker import Worker
+from storage.errors import StoreUnavailable
 from storage.models import JobStatus, StaffRole, TransactionState
 from storage.sqlite.store import SqliteStore
 from tests.conftest import World
@@ -217,6 +218,32 @@ def test_the_dashboard_and_the_api_show_a_quiet_worker(
         ("box:1:old", "quiet"),
     ]
     assert k["workers"][1]["seconds_since_beat"] == 120
+
+
+def test_the_sqlite_wal_size_is_reported(client: FlaskClient, svc: Services) -> None:
+    if not isinstance(svc.store, SqliteStore):
+        assert not any(name == "smspay_store_wal_bytes" for name, _ in samples(client))
+        return
+    svc.store.atomic(lambda uow: uow.set_meta("probe", b"1" * 5000))
+    found = samples(client)
+    on_disk = Path(f"{svc.store.path}-wal").stat().st_size
+    assert on_disk > 5000
+    assert found[("smspay_store_wal_bytes", ())] == on_disk
+
+
+def test_a_wal_that_cannot_be_looked_at_leaves_the_rest_of_the_scrape(
+    client: FlaskClient, svc: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not isinstance(svc.store, SqliteStore):
+        pytest.skip("the WAL is the SQLite store's")
+
+    def refuse() -> int:
+        raise StoreUnavailable("cannot read the size of smspay.sqlite3-wal: permission denied")
+
+    monkeypatch.setattr(svc.store, "wal_bytes", refuse)
+    found = samples(client)
+    assert found[("smspay_store_up", ())] == 1
+    assert not any(name == "smspay_store_wal_bytes" for name, _ in found)
 
 
 def test_sqlite_batches_and_their_write_lock_times_are_counted(

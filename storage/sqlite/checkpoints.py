@@ -10,7 +10,7 @@ so writers go on meanwhile; when the last connection to the file closes, SQLite 
 rest itself.
 
 The WAL must also start again from its beginning, or under steady writes it only grows (a
-gigabyte in a ten-second benchmark run, every frame written to a new block of the file, which
+gigabyte in a 25-second benchmark run, every frame written to a new block of the file, which
 the filesystem allocates and zeroes first). SQLite restarts it when a writer begins while every
 frame has been copied, which writers that never pause do not leave time for: a passive
 checkpoint copies the frames there were when it began, and by its end more were committed. So

@@ -67,12 +67,12 @@ class GroupCommit:
 
     `run_batch(units)` (given by the store) must settle every unit it is given: `succeed` or
     `fail` each, and return only after the batch's COMMIT or ROLLBACK; it may first `gather`
-    more units into the list. `sync(units)`, if given,
-    then makes the batch durable (failing its units if it cannot); it runs after the lead has
-    passed on, so the next batch is written while this one waits for the disk, and the batch's
-    callers are woken only after it. A waiting thread is woken exactly once: when its unit is
-    done and synced, or to lead (the leader hands over to the first unit still queued once its
-    own is committed), so no thread wakes only to wait again.
+    more units into the list. `sync(units)`, if given, then makes the batch durable (failing
+    its units if it cannot); it runs after the lead has passed on, so the next batch is written
+    while this one waits for the disk, and the batch's callers are woken only after it. A
+    waiting thread is woken exactly once: when its unit is done and synced, or to lead (the
+    leader hands over to the first unit still queued once its own is committed), so no thread
+    wakes only to wait again.
     """
 
     def __init__(

@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 
 from storage.errors import DuplicateKey, StoreUnavailable
 from storage.sqlite import checkpoints
-from storage.sqlite.checkpoints import Checkpointer
 from storage.sqlite.group_commit import GroupCommit, Unit
 from storage.sqlite.migrations import migrate, refuse_newer
 from storage.sqlite.unit_of_work import SqliteUnitOfWork
@@ -102,7 +101,7 @@ class SqliteStore:
         self._local = threading.local()
         self._schema_ready = False
         self._group: GroupCommit | None = None
-        self._checkpoints: Checkpointer | None = None
+        self._checkpoints: checkpoints.Checkpointer | None = None
         self._group_pid = 0
         self._writer_lock: int | None = None  # fd of the `-lock` file, opened per process:
         self._writer_lock_pid = 0  # a forked child must not share its parent's (one flock)
@@ -283,7 +282,7 @@ class SqliteStore:
         threads of this process submit at the same time (group commit: one fsync for all)."""
         if self._group is None or self._group_pid != os.getpid():
             self._group, self._group_pid = GroupCommit(self._run_batch, self._sync_wal), os.getpid()
-            self._checkpoints = Checkpointer(self._open, f"{self.path}-lock")
+            self._checkpoints = checkpoints.Checkpointer(self._open, f"{self.path}-lock")
         for attempt in range(DUPLICATE_RETRIES + 1):  # a refused unit is undone alone
             try:
                 return self._group.submit(fn)

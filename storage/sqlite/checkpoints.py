@@ -104,11 +104,16 @@ class Checkpointer:
             conn.close()
 
 
+def open_lock_file(path: str) -> int:
+    """Open the writers' lock file (made if missing); flock on it excludes every other open
+    file of it, in this process too. OSError if it cannot be opened."""
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
 @contextmanager
 def writers_locked(path: str) -> Iterator[None]:
-    """Hold the writers' lock (an exclusive flock on `path`) through an open file of its own:
-    flock excludes other open files of the same file, in this process too."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    """Hold the writers' lock (an exclusive flock on `path`) through an open file of its own."""
+    fd = open_lock_file(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -190,9 +190,7 @@ class SqliteStore:
         ms and more). The kernel drops the lock of a process that dies."""
         if self._writer_lock is None or self._writer_lock_pid != os.getpid():
             try:
-                self._writer_lock = os.open(
-                    f"{self.path}-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-                )
+                self._writer_lock = checkpoints.open_lock_file(f"{self.path}-lock")
                 self._writer_lock_pid = os.getpid()
             except OSError as exc:
                 raise StoreUnavailable(f"cannot open {self.path.name}-lock: {exc}") from exc

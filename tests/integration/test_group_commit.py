@@ -6,7 +6,6 @@ them fail cleanly: a `-lock` file that cannot be opened, a sync with no WAL, a f
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import os
 import signal
@@ -119,14 +118,12 @@ def test_units_queued_while_the_leader_waits_for_the_writers_lock_join_its_batch
     which flock treats alike): the first unit's thread leads and waits for the lock; the units
     submitted meanwhile are committed in its batch once the lock is free, not in a second one."""
     sizes = batches_of(store)
-    other = os.open(f"{store.path}-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    fcntl.flock(other, fcntl.LOCK_EX)
     answered: list[str] = []
     threads = [
         threading.Thread(target=lambda k=k: answered.append(store.atomic(put(k))))
         for k in ("lead", "a", "b", "c")
     ]
-    try:
+    with checkpoints.writers_locked(f"{store.path}-lock"):
         threads[0].start()
         while store._group is None or not store._group._leading or store._group._queue:
             time.sleep(0.005)  # the leader took its batch of one and waits for the lock
@@ -135,9 +132,6 @@ def test_units_queued_while_the_leader_waits_for_the_writers_lock_join_its_batch
         while len(store._group._queue) < 3:
             time.sleep(0.005)
         assert answered == []
-    finally:
-        fcntl.flock(other, fcntl.LOCK_UN)
-        os.close(other)
     for t in threads:
         t.join(10)
     assert sorted(answered) == ["a", "b", "c", "lead"]
@@ -406,6 +400,24 @@ def test_a_wal_a_long_read_let_grow_is_cut_back_when_it_starts_again(
     assert os.path.getsize(f"{store.path}-wal") <= 64 * 1024
     assert meta(store, "r299") == value and meta(store, "after") == b"1"
     store.close()
+
+
+def test_a_last_checkpoint_round_that_cannot_take_the_writers_lock_is_logged(
+    store: SqliteStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The lock file cannot be opened (a directory in its place): the passive rounds ran, the
+    failure is a warning, nothing raises, and writers go on."""
+    monkeypatch.setattr(checkpoints, "RESTART_FRAMES", 1)
+    store.atomic(put("before"))
+    in_the_way = tmp_path / "not-a-lock-file"
+    in_the_way.mkdir()
+    Checkpointer(store._open, str(in_the_way)).checkpoint()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("WAL checkpoint failed" in w for w in warnings), warnings
+    assert store.atomic(put("after")) == "after"
 
 
 def test_a_unit_is_answered_only_after_the_wal_holding_it_is_synced(

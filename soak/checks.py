@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from gateway_clients.base import Payout, PayoutStatus
+from sms import replies
 from soak.traffic import Answer, Sms
 from storage.contract import Store, UnitOfWork
 from storage.models import (
@@ -156,11 +157,40 @@ def ledger_matches_states(snap: Snapshot) -> list[str]:
     return [f"{len(wrong)} ledger records disagree with states: {_some(wrong)}"] if wrong else []
 
 
+GATEWAY_REFUSED = "rate_limited_gateway"  # the forwarding phone's bucket: the SMS was not run
+
+
+def _gateway_refused(snap: Snapshot) -> set[tuple[int, int]]:
+    """The frames a delivery of which the forwarding phone's bucket refused."""
+    return {(r.key_id, r.counter) for r in snap.inbound
+            if r.outcome.startswith(GATEWAY_REFUSED) and r.key_id is not None
+            and r.counter is not None}  # fmt: skip
+
+
+def _refusal_seen(answer: Answer, refused: set[tuple[int, int]]) -> bool:
+    """The sender was answered "try later" (or, past the refusal-reply limit, nothing) for a
+    delivery the forwarding phone's bucket refused: that delivery ran nothing."""
+    return answer.delivery.sms.frame in refused and answer.reply in (replies.TRY_LATER, "")
+
+
+def no_refusal_after_run(snap: Snapshot) -> list[str]:
+    """A frame that ran is never answered "try later, no money moved" afterwards: a delivery
+    the bucket refuses once the frame is stored gets the stored answer."""
+    ran = {(f.key_id, f.counter): f.processed_at for f in snap.frames}
+    late = [f"{r.key_id}/{r.counter}" for r in snap.inbound
+            if r.outcome.startswith(GATEWAY_REFUSED)
+            and r.received_at > ran.get((r.key_id or 0, r.counter or 0), float("inf"))]  # fmt: skip
+    return [f"{len(late)} SMS refused as busy after they ran: {_some(late)}"] if late else []
+
+
 def each_instruction_once(snap: Snapshot, sent: list[Sms], answers: list[Answer]) -> list[str]:
     """Every PAY the service answered was processed once: one frame record, one transaction;
-    no payment exists that no PAY frame made (a second execution of one instruction)."""
+    no payment exists that no PAY frame made (a second execution of one instruction). A
+    delivery its forwarding phone's bucket refused was not run, so leaves no frame."""
     pays = {s.frame for s in sent if s.kind in ("transfer", "payout")}
-    answered = {a.delivery.sms.frame for a in answers if a.status == 200}
+    refused = _gateway_refused(snap)
+    answered = {a.delivery.sms.frame for a in answers
+                if a.status == 200 and not _refusal_seen(a, refused)}  # fmt: skip
     frames = {(f.key_id, f.counter): f for f in snap.frames}
     problems = []
     unprocessed = sorted(pays & answered - frames.keys())
@@ -208,17 +238,18 @@ def senders_saw(snap: Snapshot, answers: list[Answer]) -> list[str]:
     )
     if bad:
         problems.append(f"senders saw {dict(bad)}")
-    replies: dict[int, set[str | None]] = defaultdict(set)
+    refused = _gateway_refused(snap)
+    seen: dict[int, set[str | None]] = defaultdict(set)
     for a in answers:
-        if a.status == 200:
-            replies[a.delivery.sms.id].add(a.reply)
-    differing = [i for i, texts in replies.items() if len(texts) > 1]
+        if a.status == 200 and not _refusal_seen(a, refused):  # "try later" then run: both true
+            seen[a.delivery.sms.id].add(a.reply)
+    differing = [i for i, texts in seen.items() if len(texts) > 1]
     if differing:
-        example = sorted(map(str, replies[differing[0]]))
+        example = sorted(map(str, seen[differing[0]]))
         problems.append(f"{len(differing)} SMS got different replies per delivery, e.g. {example}")
-    refused = Counter(r.outcome for r in snap.inbound if r.outcome.split(":")[0] in REFUSED_VALID)
-    if refused:
-        problems.append(f"valid SMS refused: {dict(refused)}")
+    wrongly = Counter(r.outcome for r in snap.inbound if r.outcome.split(":")[0] in REFUSED_VALID)
+    if wrongly:
+        problems.append(f"valid SMS refused: {dict(wrongly)}")
     return problems
 
 
@@ -231,6 +262,7 @@ def verdict(
         *money_conserved(snap, credited),
         *ledger_matches_states(snap),
         *each_instruction_once(snap, sent, answers),
+        *no_refusal_after_run(snap),
         *book_agrees(snap, book),
         *senders_saw(snap, answers),
     ]

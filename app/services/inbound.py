@@ -121,7 +121,7 @@ def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
         if sms.gateway_id and touch:
             uow.touch_gateway(sms.gateway_id, sms.received_at)
         # the forwarding phone's bucket first: a flood through it costs no decryption
-        outcome = _gateway_limited(svc, uow, sms) or early
+        outcome = _gateway_limited(svc, uow, sms, frame) or early
         if outcome is not None:
             outcome = _limit_refusal_reply(svc, uow, sms.sender, outcome)
         else:  # a frame's reply is limited before it is stored with the frame (see below)
@@ -173,14 +173,10 @@ def _open_and_run(
 ) -> tuple[Outcome, bool]:
     """The frame's outcome, and whether it was run and stored now (its reply already limited):
     refused before it opened, a duplicate of a stored frame, or run and recorded once."""
-    found = uow.sender(sms.sender, frame.key_id)  # the user and the device in one read
-    if found is None:
-        return Outcome("unknown_sender", replies.UNKNOWN_SENDER), False
+    found = _sender_and_device(uow, sms, frame)
+    if isinstance(found, Outcome):
+        return found, False
     user, device = found
-    if device is None or not device.active:
-        return Outcome("unknown_device", replies.UNREADABLE), False
-    if device.phone != sms.sender or device.user_id != user.id:
-        return Outcome("sender_mismatch", replies.UNREADABLE), False
     opened = ahead
     if opened is None or opened.wrapped_key != device.wrapped_key:  # decrypted with another key
         opened = _open(svc, frame, sms.sender, device.wrapped_key)
@@ -188,7 +184,7 @@ def _open_and_run(
     if opened.parsed is None:
         return Outcome("bad_tag", replies.UNREADABLE), False
 
-    digest = hashlib.sha256(frame.header + frame.sealed).hexdigest()[:32]
+    digest = _digest(frame)
     verdict = device.window.check(frame.counter)
     # a frame is stored in the unit of work that accepts its counter into the window, and the
     # window only moves on: a counter it calls fresh has no stored frame (no read needed; the
@@ -215,6 +211,40 @@ def _open_and_run(
     return outcome, True
 
 
+def _sender_and_device(
+    uow: UnitOfWork, sms: InboundSms, frame: SealedFrame
+) -> tuple[User, Device] | Outcome:
+    """The sender and the active device the frame's key id names, if that device is the
+    sender's own phone; otherwise the refusal."""
+    found = uow.sender(sms.sender, frame.key_id)  # the user and the device in one read
+    if found is None:
+        return Outcome("unknown_sender", replies.UNKNOWN_SENDER)
+    user, device = found
+    if device is None or not device.active:
+        return Outcome("unknown_device", replies.UNREADABLE)
+    if device.phone != sms.sender or device.user_id != user.id:
+        return Outcome("sender_mismatch", replies.UNREADABLE)
+    return user, device
+
+
+def _digest(frame: SealedFrame) -> str:
+    """What identifies a frame's bytes: the same key id and counter with another digest is a
+    reused nonce, with the same digest a duplicate delivery."""
+    return hashlib.sha256(frame.header + frame.sealed).hexdigest()[:32]
+
+
+def _stored_reply(uow: UnitOfWork, sms: InboundSms, frame: SealedFrame) -> Outcome | None:
+    """The answer stored with this very frame (same key id, counter and bytes, from its
+    device's phone) when it already ran, else None. No decryption needed: the bytes are the
+    ones that were authenticated when the frame was run."""
+    if isinstance(_sender_and_device(uow, sms, frame), Outcome):
+        return None
+    seen = uow.find_frame(frame.key_id, frame.counter)
+    if seen is None or seen.digest != _digest(frame):
+        return None
+    return Outcome("duplicate", seen.reply, seen.reference)
+
+
 # The outcomes whose replies count against a number's hourly allowance of refusal replies.
 LIMITED_REPLIES = frozenset(
     {"rate_limited", "unknown_sender", "unknown_device", "sender_mismatch", "bad_tag",
@@ -234,8 +264,13 @@ def _limit_refusal_reply(svc: Services, uow: UnitOfWork, sender: str, outcome: O
     return Outcome(outcome.code + ":silenced", "", outcome.reference)
 
 
-def _gateway_limited(svc: Services, uow: UnitOfWork, sms: InboundSms) -> Outcome | None:
-    """The forwarding phone's token bucket (SMSPAY_RISK_GATEWAY_PER_MINUTE), before any work."""
+def _gateway_limited(
+    svc: Services, uow: UnitOfWork, sms: InboundSms, frame: SealedFrame | None
+) -> Outcome | None:
+    """The forwarding phone's token bucket (SMSPAY_RISK_GATEWAY_PER_MINUTE), before any work.
+    A frame it refuses that already ran gets the answer stored with it, not "try later, no
+    money moved": that would be false for a payment made, and a user who believed it and sent
+    the payment again would pay twice."""
     per_minute = svc.settings.risk_gateway_per_minute
     if not sms.gateway_id or not per_minute or "gateway_rate" in svc.settings.rules_off:
         return None
@@ -243,7 +278,8 @@ def _gateway_limited(svc: Services, uow: UnitOfWork, sms: InboundSms) -> Outcome
     if uow.take_tokens(bucket, per_minute, per_minute / 60, 1, svc.clock.now()):
         return None
     log.warning("forwarding phone over its rate gateway=%s", sms.gateway_id)
-    return Outcome("rate_limited_gateway", replies.TRY_LATER)
+    stored = _stored_reply(uow, sms, frame) if frame is not None else None
+    return stored or Outcome("rate_limited_gateway", replies.TRY_LATER)
 
 
 def _user_limited(svc: Services, uow: UnitOfWork, user: User, now: float) -> Outcome | None:

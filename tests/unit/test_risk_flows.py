@@ -74,6 +74,37 @@ def test_a_forwarding_phone_has_its_own_bucket(money: Money) -> None:
     assert outcomes[600] == "rate_limited_gateway:silenced"
 
 
+def test_a_paid_sms_forwarded_again_past_the_phones_rate_gets_its_first_answer(
+    money: Money,
+) -> None:
+    """The forwarding phone's bucket refuses new work with "try later, no money moved"; the
+    same SMS again (the phone retrying a forward) is not new work and must not be told that,
+    or its sender, believing nothing was paid, pays twice. Only the identical frame from its
+    device's phone gets the stored answer."""
+    asha, _ = money.user(ASHA, rupees=100), money.user(RAVI)
+    admin.add_tasker_gateway(money.svc, "shop-1")
+
+    def forward(sender: str, body: str) -> tuple[str, str]:
+        sms = InboundSms(Route.TASKER, sender, body, money.clock.now(), gateway_id="shop-1")
+        reply = handle_inbound_sms(money.svc, sms)
+        return reply.outcome, reply.text
+
+    first = asha.seal(format_pay(RAVI, 500, asha.pin, int(NOON)), counter=7)
+    outcome, paid = forward(ASHA, first)
+    assert outcome == "paid"
+    for _ in range(599):  # the rest of SMSPAY_RISK_GATEWAY_PER_MINUTE (600), from another number
+        forward(OTHER, "HELP")
+    assert forward(ASHA, first) == ("duplicate", paid)
+    new = asha.seal(format_pay(RAVI, 500, asha.pin, int(NOON)), counter=8)
+    assert forward(ASHA, new) == ("rate_limited_gateway", replies.TRY_LATER)
+    twin = asha.seal(format_pay(RAVI, 900, asha.pin, int(NOON)), counter=7)  # other bytes
+    assert forward(ASHA, twin) == ("rate_limited_gateway", replies.TRY_LATER)
+    assert forward(RAVI, first)[0] == "rate_limited_gateway"  # not its device's phone
+    assert money.balances(ASHA, RAVI) == (9_500, 500)
+    assert money.read(lambda uow: uow.get_device(asha.key_id)).active
+    money.check_books()
+
+
 def test_a_payment_fifty_km_from_the_usual_area_is_held_then_approved(money: Money) -> None:
     asha, _ = money.user(ASHA, rupees=1000), money.user(RAVI)
     for _ in range(3):

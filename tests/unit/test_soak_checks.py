@@ -7,6 +7,7 @@ import dataclasses
 from collections import Counter
 
 from gateway_clients.base import Payout, PayoutStatus
+from sms import replies
 from sms.device_bundle import DeviceBundle
 from soak.checks import Snapshot, verdict
 from soak.traffic import ORIGINAL, OTHER_ROUTE, Answer, Delivery, Sms, SoakPhone
@@ -17,6 +18,7 @@ from storage.models import (
     Account,
     FrameRecord,
     History,
+    InboundRecord,
     LedgerEntry,
     Posting,
     Transaction,
@@ -142,3 +144,32 @@ def test_what_senders_saw_is_checked() -> None:
     assert any("HTTP 500" in v for v in verdict(snap, 2000, sent, failing, book))
     silent = [*answers, Answer(Delivery(sent[1], "twilio", OTHER_ROUTE), None, None, "Timeout", 0)]
     assert any("no answer" in v for v in verdict(snap, 2000, sent, silent, book))
+
+
+def busy(counter: int, at: float) -> InboundRecord:
+    """A delivery of PHONE's frame `counter` the forwarding phone's bucket refused."""
+    return InboundRecord(
+        "tasker", PHONE.device.phone, at, "rate_limited_gateway", replies.TRY_LATER,
+        gateway_id="shop-1", key_id=7, counter=counter,
+    )  # fmt: skip
+
+
+def test_deliveries_the_forwarding_phones_bucket_refused_are_judged_by_what_ran() -> None:
+    """A "try later" that came before the SMS ran (its retry ran it) is no violation, and such a
+    PAY never run leaves no frame; a "try later" after the frame ran is the violation."""
+    snap, sent, answers, book = world()
+    never_run = Sms(4, PHONE, 4, "transfer", "SP1...")
+    tried = [
+        *answers,
+        Answer(Delivery(never_run, "tasker", ORIGINAL), 200, replies.TRY_LATER, "", 0),
+        Answer(Delivery(sent[0], "tasker", ORIGINAL), 200, replies.TRY_LATER, "", 0),
+        Answer(Delivery(sent[1], "tasker", ORIGINAL), 200, "", "", 0),  # the refusal silenced
+    ]
+    before = dataclasses.replace(snap, inbound=[busy(4, 0.0), busy(1, -1.0), busy(2, -1.0)])
+    assert verdict(before, 2000, [*sent, never_run], tried, book) == []
+    unrecorded = verdict(snap, 2000, [*sent, never_run], tried, book)
+    assert any("left no frame" in v for v in unrecorded), unrecorded
+    assert any("different replies" in v for v in unrecorded), unrecorded
+    after = dataclasses.replace(snap, inbound=[busy(4, 0.0), busy(1, 5.0), busy(2, -1.0)])
+    found = verdict(after, 2000, [*sent, never_run], tried, book)
+    assert found == ["1 SMS refused as busy after they ran: 7/1"], found

@@ -1,5 +1,6 @@
 """Round trips to MongoDB of one payment: every command the driver sends while the Tasker webhook
-handles one PAY SMS (and one BAL), counted with pymongo's command monitoring.
+handles one PAY SMS (and one payout, one BAL; and the Twilio webhook one PAY), counted with
+pymongo's command monitoring.
 
     .venv/bin/python -m bench.mongo_trips [--uri mongodb://...]
 
@@ -19,7 +20,15 @@ from pymongo import monitoring
 from app import create_app
 from app.services import admin, payments
 from tests.mongo_server import database_uri, drop_database, mongo_server
-from tests.support import Phone, tasker_body, tasker_headers
+from tests.support import (
+    PUBLIC_URL,
+    TWILIO_TOKEN,
+    Phone,
+    tasker_body,
+    tasker_headers,
+    twilio_form,
+    twilio_signature,
+)
 
 
 class Commands(monitoring.CommandListener):
@@ -40,8 +49,8 @@ class Commands(monitoring.CommandListener):
 
 
 def count(base_uri: str) -> dict[str, Counter[str]]:
-    """Commands of the 2nd PAY, the 3rd PAY, a payout to a UPI id and a BAL (the 1st warms the
-    process up)."""
+    """Commands of the 2nd PAY, the 3rd PAY, a payout to a UPI id, a BAL (the 1st warms the
+    process up) and a PAY through Twilio."""
     listener = Commands()
     monitoring.register(listener)  # every client created from now on reports to it
     uri = database_uri(base_uri)
@@ -50,6 +59,7 @@ def count(base_uri: str) -> dict[str, Counter[str]]:
         with tempfile.TemporaryDirectory() as data_dir:
             config: dict[str, Any] = {
                 "data_dir": data_dir, "mongodb_uri": uri, "log_level": "WARNING",
+                "twilio_auth_token": TWILIO_TOKEN, "public_base_url": PUBLIC_URL,
             }  # fmt: skip
             app = create_app(config)
             svc = app.extensions["smspay"]
@@ -67,12 +77,17 @@ def count(base_uri: str) -> dict[str, Counter[str]]:
                 ("PAY again", payer.pay("+919000000002", 100)),
                 ("PAY to a UPI id", payer.pay("trips@upi", 100)),
                 ("BAL", payer.balance()),
+                ("PAY via Twilio", payer.pay("+919000000002", 100)),
             ):
-                raw = tasker_body(payer.phone, text)
                 listener.seen.clear()
-                r = client.post(
-                    "/sms/tasker", data=raw, headers=tasker_headers("trips", secret, raw)
-                )
+                if name.endswith("Twilio"):
+                    form = twilio_form(payer.phone, text)
+                    signed = {"X-Twilio-Signature": twilio_signature(form)}
+                    r = client.post("/sms/twilio", data=form, headers=signed)
+                else:
+                    raw = tasker_body(payer.phone, text)
+                    signed = tasker_headers("trips", secret, raw)
+                    r = client.post("/sms/tasker", data=raw, headers=signed)
                 assert r.status_code == 200, r.data
                 found[name] = Counter(listener.seen)
             svc.store.close()

@@ -29,7 +29,9 @@ class _Fields(dict[str, list[str]]):
         return self[name]
 
 
-def _fields(params: Mapping[str, str]) -> _Fields:
+def _fields(params: Mapping[str, str] | _Fields) -> _Fields:
+    if isinstance(params, _Fields):
+        return params
     lists = getattr(params, "lists", None)
     if lists is None:  # a plain mapping: one value a field
         return _Fields((name, [value]) for name, value in params.items())

@@ -111,8 +111,16 @@ def handle_inbound_sms(svc: Services, sms: InboundSms) -> SmsReply:
         sms.received_at - touches.get(sms.gateway_id or "", -math.inf) >= GATEWAY_TOUCH_SECONDS
     )
 
+    runs = 0
+
     def unit(uow: UnitOfWork) -> SmsReply:
-        if sms.provider_message_id:
+        nonlocal runs
+        runs += 1
+        # The provider retrying a delivery it made (the same MessageSid) is rare, so the first
+        # run does not look for it: the unique key of (route, provider id) refuses its inbound
+        # record at the end, the store undoes the run and runs it again (Store.atomic), and
+        # that run looks. One read fewer inside the writers' lock for every Twilio SMS.
+        if sms.provider_message_id and runs > 1:
             prior = uow.find_inbound(sms.route.value, sms.provider_message_id)
             if prior is not None:  # the provider retried the same delivery
                 assert prior.id is not None

@@ -157,10 +157,13 @@ def gateway(server: Server) -> tuple[str, str]:
     return "e2e-phone", out.strip().splitlines()[-1]
 
 
-def post(server: Server, gateway: tuple[str, str], route: str, sender: str, body: str) -> str:
-    """Deliver one SMS; returns the reply text."""
+def post(
+    server: Server, gateway: tuple[str, str], route: str, sender: str, body: str,
+    sid: str | None = None,
+) -> str:  # fmt: skip
+    """Deliver one SMS (by Twilio: under `sid`, else a new MessageSid); returns the reply."""
     if route == "twilio":
-        form = twilio_form(sender, body)
+        form = twilio_form(sender, body, sid)
         sig = twilio_signature(form, server.url + "/sms/twilio")
         r = requests.post(
             server.url + "/sms/twilio", data=form, headers={"X-Twilio-Signature": sig}, timeout=30

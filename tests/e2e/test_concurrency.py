@@ -62,6 +62,23 @@ def test_same_sms_posted_20_times_concurrently_debits_once(
     assert "Rs 876.55" in server.cli("wallet", "balance", "--phone", payer.phone)
 
 
+def test_one_twilio_delivery_retried_10_times_at_once_pays_once(
+    server: Server, gateway: tuple[str, str], tmp_path: Path
+) -> None:
+    """The same MessageSid ten times at once: the copies that meet the first's log record in
+    its unique key are undone and run again, and answer what the first answered."""
+    payer = provision(server, tmp_path, "+919700000003", "1234", 1000)
+    provision(server, tmp_path, "+919700000004", "1234", 0)
+    body, sid = payer.pay("+919700000004", 2_500), "SM" + "ef" * 16
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        replies = list(pool.map(lambda _: post(server, gateway, "twilio", payer.phone, body, sid),
+                                range(10)))  # fmt: skip
+    assert len(set(replies)) == 1 and "Paid Rs 25.00" in replies[0], replies
+    listing = server.cli("transactions", "list", "--phone", "+919700000004")
+    assert listing.count("transfer") == 1
+    assert "Rs 975.00" in server.cli("wallet", "balance", "--phone", payer.phone)
+
+
 def test_50_concurrent_payments_exactly_10_covered(
     server: Server, gateway: tuple[str, str], tmp_path: Path
 ) -> None:

@@ -64,6 +64,21 @@ def test_a_silenced_refusal_stays_silent_when_the_same_sms_comes_again(money: Mo
     assert {a.outcome for a in again} == {"duplicate"} and again[-1].text == ""
 
 
+def test_a_twilio_retry_is_answered_from_the_log_and_counts_nothing_again(money: Money) -> None:
+    """A retried delivery (the same MessageSid) runs once to the unique key that refuses its
+    log record, is undone, and runs again to find the record: what the undone run took (here
+    a refusal reply from the number's allowance) is not taken."""
+    sid = "SM" + "cd" * 16
+    first = money.sms(OTHER, "hello", sid=sid)
+    assert (first.outcome, first.text) == ("plain_text", replies.USAGE)
+    retries = [money.sms(OTHER, "hello", sid=sid) for _ in range(8)]
+    assert {(r.outcome, r.text) for r in retries} == {("redelivered", replies.USAGE)}
+    others = [money.sms(OTHER, "hello").outcome for _ in range(6)]  # new MessageSids
+    assert others == ["plain_text"] * 5 + ["plain_text:silenced"]  # six replies an hour
+    (logged,) = [r for r in money.read(lambda uow: uow.inbound_for(OTHER)) if r.deliveries > 1]
+    assert (logged.provider_message_id, logged.deliveries) == (sid, 9)
+
+
 def test_a_forwarding_phone_has_its_own_bucket(money: Money) -> None:
     admin.add_tasker_gateway(money.svc, "shop-1")
     outcomes = []

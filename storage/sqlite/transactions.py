@@ -18,6 +18,14 @@ from storage.models import (
 from storage.sqlite.base import SqliteBase, insert, transaction_of
 
 FINAL_STATES = ("SUCCESS", "FAILED")
+_COMMITTED = ", ".join(sorted(f"'{state.value}'" for state in COMMITTED_STATES))
+# the committed amounts among a payer's newest payments since a time, newest first, in one row
+# (group_concat takes the rows in the order the subquery gives them)
+NEWEST_AMOUNTS = (
+    "SELECT group_concat(amount) FROM (SELECT amount, state FROM transactions"
+    " WHERE payer_id = ? AND created_at >= ? ORDER BY created_at DESC, rowid DESC LIMIT ?)"
+    f" WHERE state IN ({_COMMITTED})"
+)
 
 
 def insert_transaction_row(
@@ -144,21 +152,21 @@ class SqliteTransactions(SqliteBase, Transactions):
 
     def payment_history(self, payer_id: str, ask: HistoryAsk) -> PaymentHistory:
         """A payment with a location reads the newest payments whole (storage/history.py); any
-        other reads only what its rules use, each part by an index: the newest amounts and
-        states (in the payer index's own order, so no sort), the new payee's sum (the payer
-        and payee index) and the window's payees (`payees_paid`). For a payer with 100 recent
-        payments the rows cost 51 us instead of 170 (`timeit`), and the rules loop over none."""
+        other reads only what its rules use, each part by an index: the newest amounts (in the
+        payer index's own order, so no sort), the new payee's sum (the payer and payee index)
+        and the window's payees (`payees_paid`). For a payer with 100 recent payments the rows
+        cost 51 us instead of 170 (`timeit`), and the rules loop over none.
+
+        The amounts come back as one text, the committed ones among the newest joined by
+        SQLite in their order: one step of the statement (and one release of the GIL, which
+        under load wakes a waiting thread) instead of one a row: 100 rows 98-110 -> 69-76 us."""
         if ask.located:
             rows = self.recent_payments(payer_id, ask.since, ask.limit)
             return from_rows(payer_id, rows, ask, self)
         cur = self._c.cursor()
         cur.row_factory = None  # plain tuples
-        newest = cur.execute(
-            "SELECT amount, state FROM transactions WHERE payer_id = ? AND created_at >= ?"
-            " ORDER BY created_at DESC, rowid DESC LIMIT ?",
-            (payer_id, ask.since, ask.limit),
-        )
-        amounts = tuple(amount for amount, state in newest if state in COMMITTED_STATES)
+        (joined,) = cur.execute(NEWEST_AMOUNTS, (payer_id, ask.since, ask.limit)).fetchone()
+        amounts = tuple(map(int, joined.split(","))) if joined else ()
         paid = payees = None
         if ask.payee_since is not None:
             paid = committed_since(self._c, payer_id, ask.payee_since, ask.payee)

@@ -50,8 +50,9 @@ EXPECTED = {
 
 
 def scans_a_table(step: str) -> bool:
-    """A plan's step that reads a whole table ("SCAN CONSTANT ROW": a SELECT with no FROM)."""
-    return step.startswith("SCAN") and step != "SCAN CONSTANT ROW"
+    """A plan's step that reads a whole table ("SCAN CONSTANT ROW": a SELECT with no FROM;
+    "SCAN (subquery-N)": the rows a subquery made, bounded by its own plan)."""
+    return step.startswith("SCAN") and not step.startswith(("SCAN CONSTANT ROW", "SCAN (subq"))
 
 
 def plan(conn: sqlite3.Connection, statement: str) -> list[str]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
+import werkzeug.urls  # noqa: F401  # registers WERKZEUG_URL_QUOTE
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
@@ -19,7 +21,12 @@ class MalformedTwilioRequest(ValueError):
     """The form lacks what Twilio always sends."""
 
 
-class _Fields(dict[str, list[str]]):
+FORM_TYPE = "application/x-www-form-urlencoded"  # what Twilio posts, in UTF-8
+MAX_FIELDS = 100  # an incoming message has about 20 fields, 40 more with ten media files
+WERKZEUG_URL_QUOTE = "werkzeug.url_quote"  # the codec error handler werkzeug.urls registers
+
+
+class Form(dict[str, list[str]]):
     """A form's fields with all their values, in the shape Twilio's validator reads first: it
     asks for `getall` (WebOb's name) before `getlist` (werkzeug's), so werkzeug's MultiDict cost
     a caught AttributeError a field each time the SDK signs: 70 us against 44 for a 19-field
@@ -28,21 +35,50 @@ class _Fields(dict[str, list[str]]):
     def getall(self, name: str) -> list[str]:
         return self[name]
 
+    def first(self) -> dict[str, str]:
+        """Each field with its first value (as werkzeug's `to_dict(flat=True)`)."""
+        return {name: values[0] for name, values in self.items()}
 
-def _fields(params: Mapping[str, str] | _Fields) -> _Fields:
-    if isinstance(params, _Fields):
+
+def read_form(mimetype: str, body: bytes) -> Form:
+    """The fields of a Twilio webhook's body, each with all its values in order: what werkzeug's
+    `request.form` makes of it, by werkzeug's own rules (no fields unless the body is a
+    URL-encoded form in UTF-8; a %-escape that is not UTF-8 kept as it came, by werkzeug's
+    error handler), without its parser machinery: 43 against 60 us for a 19-field message,
+    its body read, in a request context (`timeit`). The body is bounded by MAX_CONTENT_LENGTH;
+    MalformedTwilioRequest past MAX_FIELDS fields."""
+    form = Form()
+    if mimetype != FORM_TYPE:
+        return form
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        return form
+    try:
+        pairs = parse_qsl(
+            text, keep_blank_values=True, errors=WERKZEUG_URL_QUOTE, max_num_fields=MAX_FIELDS
+        )
+    except ValueError as exc:
+        raise MalformedTwilioRequest(f"more than {MAX_FIELDS} fields") from exc
+    for name, value in pairs:
+        form.setdefault(name, []).append(value)
+    return form
+
+
+def _fields(params: Mapping[str, str] | Form) -> Form:
+    if isinstance(params, Form):
         return params
     lists = getattr(params, "lists", None)
     if lists is None:  # a plain mapping: one value a field
-        return _Fields((name, [value]) for name, value in params.items())
-    return _Fields(lists())  # werkzeug's MultiDict: each name with all its values
+        return Form((name, [value]) for name, value in params.items())
+    return Form(lists())  # werkzeug's MultiDict: each name with all its values
 
 
 def signature_is_valid(
-    auth_token: str, url: str, params: Mapping[str, str], signature: str | None
+    auth_token: str, url: str, params: Mapping[str, str] | Form, signature: str | None
 ) -> bool:
-    """Check X-Twilio-Signature with Twilio's own validator (params may be a MultiDict, so a
-    repeated field is signed as Twilio signed it).
+    """Check X-Twilio-Signature with Twilio's own validator (params may be a Form or a
+    MultiDict, so a repeated field is signed as Twilio signed it).
 
     The validator's `validate` signs the URL twice, without its port and with it, and accepts
     either; `url` as given is always one of the two, and the one Twilio signs when the URL in

@@ -45,13 +45,14 @@ def twilio_status() -> tuple[dict[str, str], int]:
     if not svc.settings.twilio_auth_token:
         log.warning("twilio status callback refused: SMSPAY_TWILIO_AUTH_TOKEN is unset")
         abort(403)
-    if not twilio.signature_is_valid(
-        svc.settings.twilio_auth_token, _public_url(), request.form, signature
-    ):
-        log.warning("twilio status callback refused: bad signature")
-        abort(403)
     try:
-        report = twilio.parse_status_callback(request.form.to_dict(flat=True))
+        form = twilio.read_form(request.mimetype, request.get_data(cache=False))
+        if not twilio.signature_is_valid(
+            svc.settings.twilio_auth_token, _public_url(), form, signature
+        ):
+            log.warning("twilio status callback refused: bad signature")
+            abort(403)
+        report = twilio.parse_status_callback(form.first())
     except twilio.MalformedTwilioRequest as exc:
         abort(400, str(exc))
     if not record_twilio_status(svc, report.message_sid, report.status, report.error_code):

@@ -49,13 +49,14 @@ def twilio_inbound() -> Response:
     if not svc.settings.twilio_auth_token:
         log.warning("twilio webhook refused: SMSPAY_TWILIO_AUTH_TOKEN is unset")
         abort(403)
-    if not twilio.signature_is_valid(
-        svc.settings.twilio_auth_token, _twilio_url(), request.form, signature
-    ):
-        log.warning("twilio webhook refused: bad signature")
-        abort(403)
     try:
-        sms = twilio.parse_form(request.form.to_dict(flat=True), svc.clock.now())
+        form = twilio.read_form(request.mimetype, request.get_data(cache=False))
+        if not twilio.signature_is_valid(
+            svc.settings.twilio_auth_token, _twilio_url(), form, signature
+        ):
+            log.warning("twilio webhook refused: bad signature")
+            abort(403)
+        sms = twilio.parse_form(form.first(), svc.clock.now())
     except twilio.MalformedTwilioRequest as exc:
         abort(400, str(exc))
     reply = _handle(sms)

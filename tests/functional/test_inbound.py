@@ -396,6 +396,17 @@ def test_malformed_twilio_form_is_400_with_a_reason(client: FlaskClient, world: 
         )
         assert r.status_code == 400
         assert r.get_json()["error"]
+    crowded = {**twilio_form(ASHA, "HELP"), **{f"X{i}": "" for i in range(100)}}
+    r = client.post(
+        "/sms/twilio", data=crowded, headers={"X-Twilio-Signature": twilio_signature(crowded)}
+    )
+    assert (r.status_code, r.get_json()["error"]) == (400, "more than 100 fields")
+    as_json = twilio_form(ASHA, "HELP")  # Twilio's fields, but not as the form Twilio signs
+    r = client.post(
+        "/sms/twilio", json=as_json, headers={"X-Twilio-Signature": twilio_signature(as_json)}
+    )
+    assert r.status_code == 403
+    assert world.svc.store.read(lambda uow: uow.inbound_for(ASHA)) == []
 
 
 @pytest.mark.parametrize(

@@ -234,7 +234,9 @@ def senders_saw(snap: Snapshot, answers: list[Answer]) -> list[str]:
     was refused as a replay, unreadable or not understood."""
     problems = []
     bad = Counter(
-        "no answer" if a.status is None else f"HTTP {a.status}" for a in answers if a.status != 200
+        f"no answer ({a.error or 'unknown'})" if a.status is None else f"HTTP {a.status}"
+        for a in answers
+        if a.status != 200
     )
     if bad:
         problems.append(f"senders saw {dict(bad)}")

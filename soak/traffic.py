@@ -208,7 +208,8 @@ class Traffic:
         try:
             response = self._post(session, d)
         except requests.RequestException as exc:
-            return Answer(d, None, None, type(exc).__name__, time.monotonic() - start)
+            why = f"{type(exc).__name__}: {exc}"[:160]  # the soak's verdict shows it
+            return Answer(d, None, None, why, time.monotonic() - start)
         reply = reply_of(d.route, response) if response.status_code == 200 else None
         return Answer(d, response.status_code, reply, "", time.monotonic() - start)
 

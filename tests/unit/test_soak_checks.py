@@ -143,7 +143,7 @@ def test_what_senders_saw_is_checked() -> None:
     failing = [*answers, Answer(Delivery(sent[1], "twilio", OTHER_ROUTE), 500, None, "", 0)]
     assert any("HTTP 500" in v for v in verdict(snap, 2000, sent, failing, book))
     silent = [*answers, Answer(Delivery(sent[1], "twilio", OTHER_ROUTE), None, None, "Timeout", 0)]
-    assert any("no answer" in v for v in verdict(snap, 2000, sent, silent, book))
+    assert any("no answer (Timeout)" in v for v in verdict(snap, 2000, sent, silent, book))
 
 
 def busy(counter: int, at: float) -> InboundRecord:

@@ -6,6 +6,7 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
+from xml.sax.saxutils import escape
 
 import werkzeug.urls  # noqa: F401  # registers WERKZEUG_URL_QUOTE
 from twilio.request_validator import RequestValidator
@@ -114,12 +115,31 @@ def parse_form(form: Mapping[str, str], received_at: float) -> InboundSms:
     )
 
 
-def twiml_reply(text: str | None) -> str:
-    """A TwiML document that answers the sender with one SMS (or nothing)."""
+def _sdk_twiml(text: str | None) -> str:
+    """The SDK's TwiML document answering with one SMS of `text` (or with nothing)."""
     response = MessagingResponse()
     if text:
         response.message(text)
     return str(response)
+
+
+# The SDK's document for one SMS, rendered once around a marker: a reply is the SDK's text before
+# the marker, the reply escaped as ElementTree escapes an element's text, and the text after it.
+# The same document as the SDK makes (tests/unit/test_twiml.py, the SDK the oracle on any text),
+# for a few us of CPU where the SDK's element tree and serializer took 55 in a request (the
+# Twilio view's thread CPU with the SMS's handling stubbed out: 346 -> 292 us, best of 5 rounds
+# of 1,000 requests through the WSGI app).
+_MARK = "TWIML_REPLY_TEXT"
+_BEFORE, _MARKED, _AFTER = _sdk_twiml(_MARK).partition(_MARK)
+assert _MARKED and _MARK not in _AFTER, "the SDK's Message element changed shape"
+_SILENT = _sdk_twiml(None)
+
+
+def twiml_reply(text: str | None) -> str:
+    """A TwiML document that answers the sender with one SMS (or nothing)."""
+    if not text:
+        return _SILENT
+    return _BEFORE + escape(text) + _AFTER
 
 
 # Every value Twilio documents for a Message's status (MessageStatus in a status callback).

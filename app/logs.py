@@ -11,14 +11,20 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, request
+from flask import Flask
 
 from app.request_id import REQUEST_ID
 from sms.numbers import mask_numbers_in
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
 REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"  # the header as WSGI names it
 # The SMS webhooks leave (route, outcome, reference) here for the request's access line
 # (app/access_log.py): one log line per SMS.
 SMS_ENVIRON_KEY = "smspay.sms"
@@ -74,18 +80,28 @@ def new_request_id(offered: str | None) -> str:
     return uuid.uuid4().hex
 
 
+class RequestIds:
+    """WSGI middleware: every request runs with its id (REQUEST_ID, on each log line it causes)
+    and answers it in X-Request-Id. A middleware, as the request counters are (CountedRequests in
+    app/web/metrics.py), rather than Flask hooks: docs/performance.md, item 45."""
+
+    def __init__(self, wsgi_app: WSGIApplication) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        request_id = new_request_id(environ.get(REQUEST_ID_ENVIRON))
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            headers.append((REQUEST_ID_HEADER, request_id))
+            return start_response(status, headers, exc_info)
+
+        token = REQUEST_ID.set(request_id)
+        try:
+            return self.wsgi_app(environ, start)
+        finally:
+            REQUEST_ID.reset(token)  # the view has run: what is left is sending the body
+
+
 def install_request_ids(app: Flask) -> None:
     """Give every request an id: in each log line it causes, and in the X-Request-Id response."""
-
-    @app.before_request
-    def _take_request_id() -> None:
-        REQUEST_ID.set(new_request_id(request.headers.get(REQUEST_ID_HEADER)))
-
-    @app.after_request
-    def _return_request_id(response: Response) -> Response:
-        response.headers[REQUEST_ID_HEADER] = REQUEST_ID.get()
-        return response
-
-    @app.teardown_request
-    def _forget_request_id(_: BaseException | None) -> None:
-        REQUEST_ID.set("")
+    app.wsgi_app = RequestIds(app.wsgi_app)  # type: ignore[method-assign]

@@ -160,8 +160,14 @@ def test_metrics_count_requests_by_route_and_status(client: FlaskClient) -> None
     for _ in range(3):
         client.get("/healthz")
     client.get("/nowhere")
+    assert client.post("/sms/twilio", data={"From": "+919876543210"}).status_code == 403
+    assert client.put("/healthz").status_code == 405
     after = named(samples(client), "smspay_http_requests_total")
     assert after[("GET", "/healthz", "200")] - before.get(("GET", "/healthz", "200"), 0) == 3
+    refused = ("POST", "/sms/twilio", "403")  # refused in its view: still under its route
+    assert after[refused] - before.get(refused, 0) == 1
+    wrong_method = ("PUT", "(unmatched)", "405")
+    assert after[wrong_method] - before.get(wrong_method, 0) == 1
     unmatched = ("GET", "(unmatched)", "404")
     assert after[unmatched] - before.get(unmatched, 0) == 1
     assert after[("GET", "/metrics", "200")] - before.get(("GET", "/metrics", "200"), 0) == 1

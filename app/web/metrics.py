@@ -17,6 +17,7 @@ SMSPAY_METRICS_TOKEN, when set, is the bearer token a scrape must send.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import os
 import time
@@ -94,12 +95,21 @@ LOCK_CPU = Counter(
 )
 
 
+@functools.cache
+def _sqlite_batch_children() -> tuple[Counter, ...]:
+    """The batch counters' children for the SQLite store, made at the first batch."""
+    return tuple(
+        m.labels("sqlite") for m in (STORE_BATCHES, STORE_UNITS, LOCK_WAIT, LOCK_HELD, LOCK_CPU)
+    )
+
+
 def _observe_batch(units: int, waited: float, held: float, cpu: float) -> None:
-    STORE_BATCHES.labels("sqlite").inc()
-    STORE_UNITS.labels("sqlite").inc(units)
-    LOCK_WAIT.labels("sqlite").inc(waited)
-    LOCK_HELD.labels("sqlite").inc(held)
-    LOCK_CPU.labels("sqlite").inc(cpu)
+    batches, units_, wait, held_, cpu_ = _sqlite_batch_children()
+    batches.inc()
+    units_.inc(units)
+    wait.inc(waited)
+    held_.inc(held)
+    cpu_.inc(cpu)
 
 
 class CountedRequests:

@@ -83,7 +83,7 @@ def new_request_id(offered: str | None) -> str:
 class RequestIds:
     """WSGI middleware: every request runs with its id (REQUEST_ID, on each log line it causes)
     and answers it in X-Request-Id. A middleware, as the request counters are (CountedRequests in
-    app/web/metrics.py), rather than Flask hooks: docs/performance.md, item 45."""
+    app/web/metrics.py), rather than Flask hooks: docs/performance.md, item 46."""
 
     def __init__(self, wsgi_app: WSGIApplication) -> None:
         self.wsgi_app = wsgi_app

@@ -120,7 +120,7 @@ class CountedRequests:
     none matched. Each label set's children are kept, so a request costs two increments and
     one observation. Middlewares rather than Flask's hooks (five, with the request ids'): what
     the service adds to a bare Flask app's CPU a request went from about 60 to 30 us
-    (docs/performance.md, item 45)."""
+    (docs/performance.md, item 46)."""
 
     def __init__(self, wsgi_app: WSGIApplication) -> None:
         self.wsgi_app = wsgi_app

@@ -131,6 +131,59 @@ END;
     )
 
 
+# a payment of NEW's pair that holds committed money: the pair's row made or moved on
+COUNT_IN = """    INSERT INTO payees_paid (payer_id, payee, last_at, first_at, amount)
+        VALUES (NEW.payer_id, NEW.payee, NEW.created_at, NEW.created_at, NEW.amount)
+        ON CONFLICT (payer_id, payee) DO UPDATE SET last_at = MAX(last_at, excluded.last_at),
+            first_at = MIN(first_at, excluded.first_at), amount = amount + excluded.amount;
+"""
+
+
+def payee_totals(conn: sqlite3.Connection) -> None:
+    """6: beside `last_at`, per payer and payee, the payer's first committed payment to them
+    and the committed paise in all (made from the transactions once, then kept by the same
+    triggers, now one for a payment that becomes committed and one for a payment that stops
+    being committed): a new payee's committed 24 hours is then one row (every committed payment
+    to a payee first paid in the last 24 hours is within them), where it read every payment the
+    payer made to them."""
+    run_script(
+        conn,
+        f"""
+ALTER TABLE payees_paid ADD COLUMN first_at REAL NOT NULL DEFAULT 0;
+ALTER TABLE payees_paid ADD COLUMN amount INTEGER NOT NULL DEFAULT 0;
+UPDATE payees_paid SET (first_at, amount) = (
+    SELECT COALESCE(MIN(created_at), payees_paid.last_at), COALESCE(SUM(amount), 0)
+    FROM transactions
+    WHERE payer_id = payees_paid.payer_id AND payee = payees_paid.payee AND state IN {LIVE});
+DROP TRIGGER IF EXISTS payees_paid_on_insert;
+DROP TRIGGER IF EXISTS payees_paid_on_state;
+CREATE TRIGGER IF NOT EXISTS payees_paid_on_insert AFTER INSERT ON transactions
+WHEN NEW.payer_id IS NOT NULL AND NEW.payee IS NOT NULL AND NEW.state IN {LIVE}
+BEGIN
+{COUNT_IN}END;
+CREATE TRIGGER IF NOT EXISTS payees_paid_on_commit AFTER UPDATE OF state ON transactions
+WHEN NEW.payer_id IS NOT NULL AND NEW.payee IS NOT NULL
+    AND OLD.state NOT IN {LIVE} AND NEW.state IN {LIVE}
+BEGIN
+{COUNT_IN}END;
+CREATE TRIGGER IF NOT EXISTS payees_paid_on_uncommit AFTER UPDATE OF state ON transactions
+WHEN NEW.payer_id IS NOT NULL AND NEW.payee IS NOT NULL
+    AND OLD.state IN {LIVE} AND NEW.state NOT IN {LIVE}
+BEGIN
+    DELETE FROM payees_paid WHERE payer_id = NEW.payer_id AND payee = NEW.payee
+        AND NOT EXISTS (SELECT 1 FROM transactions WHERE payer_id = NEW.payer_id
+            AND payee = NEW.payee AND state IN {LIVE});
+    UPDATE payees_paid SET amount = amount - NEW.amount,
+        first_at = (SELECT created_at FROM transactions WHERE payer_id = NEW.payer_id
+            AND payee = NEW.payee AND state IN {LIVE} ORDER BY created_at LIMIT 1),
+        last_at = (SELECT created_at FROM transactions WHERE payer_id = NEW.payer_id
+            AND payee = NEW.payee AND state IN {LIVE} ORDER BY created_at DESC LIMIT 1)
+        WHERE payer_id = NEW.payer_id AND payee = NEW.payee;
+END;
+""",
+    )
+
+
 # Version n is MIGRATIONS[n - 1]; read at call time, so a test may add steps.
 MIGRATIONS: tuple[Migration, ...] = (
     baseline,
@@ -138,6 +191,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     risk_facts,
     spending_totals,
     payees_paid,
+    payee_totals,
 )
 
 

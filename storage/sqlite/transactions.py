@@ -31,9 +31,14 @@ NEWEST_AMOUNTS = (
     " ORDER BY created_at DESC, rowid DESC LIMIT :limit)"
     f" WHERE state IN ({_COMMITTED})"
 )
+# what the payer committed to the payee since `payee_since`: the pair's running total
+# (`payees_paid`, migration 6) when their first committed payment is that recent, as it is for
+# a new payee, the only one asked; else the sum of the payments since then
 PAID_TO_PAYEE = (
-    "SELECT COALESCE(SUM(amount), 0) FROM transactions WHERE payer_id = :payer"
-    f" AND payee = :payee AND created_at >= :payee_since AND state IN ({_COMMITTED})"
+    "SELECT COALESCE((SELECT CASE WHEN first_at >= :payee_since THEN amount END"
+    " FROM payees_paid WHERE payer_id = :payer AND payee = :payee),"
+    " (SELECT COALESCE(SUM(amount), 0) FROM transactions WHERE payer_id = :payer"
+    f" AND payee = :payee AND created_at >= :payee_since AND state IN ({_COMMITTED})))"
 )
 WINDOW_PAYEES = (
     f"SELECT group_concat(payee, char({ord(PAYEE_SEPARATOR)})) FROM (SELECT payee FROM payees_paid"

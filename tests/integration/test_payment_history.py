@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from storage.history import HistoryAsk, from_rows
+from storage.history import COMMITTED_STATES, HistoryAsk, from_rows
 from storage.models import Transaction, TransactionKind, TransactionState
 from storage.sqlite import SqliteStore
 from storage.sqlite.unit_of_work import SqliteUnitOfWork
@@ -111,3 +111,53 @@ def check(
             # all of them; or, past `payees_limit`, any `payees_limit` of them or more
             assert payees is not None and payees <= every
             assert payees == every or len(payees) >= a.payees_limit
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    history=st.lists(payment, min_size=1, max_size=30, unique_by=lambda p: p[2]),
+    moves=st.lists(st.tuples(st.integers(0, 29), st.sampled_from(list(TransactionState)))),
+)
+def test_the_payees_running_totals_follow_every_state_change(
+    tmp_path_factory: pytest.TempPathFactory,
+    history: list[tuple[str, int, int, TransactionState, bool]],
+    moves: list[tuple[int, TransactionState]],
+) -> None:
+    """`payees_paid` (its triggers) holds, per payee, the newest and the first committed
+    payment and their sum, through payments inserted in any state and moved to any other (into
+    the committed states and out of them); and a new payee's 24 hours read from it is the sum
+    of the payments."""
+    store = SqliteStore(tmp_path_factory.mktemp("totals") / "store.sqlite3")
+    try:
+        check(store, history, [])
+        states = {f"H{i:04d}": state for i, (_, _, _, state, _) in enumerate(history)}
+        for i, state in moves:
+            reference = f"H{i % len(history):04d}"
+            store.atomic(lambda uow, r=reference, s=state: uow.set_state(r, s, "moved", NOW))
+            states[reference] = state
+        live = [
+            (payee, amount, NOW - ago)
+            for i, (payee, amount, ago, _, _) in enumerate(history)
+            if states[f"H{i:04d}"] in COMMITTED_STATES
+        ]
+        expected = {
+            payee: (max(at for p, _, at in live if p == payee),
+                    min(at for p, _, at in live if p == payee),
+                    sum(amount for p, amount, _ in live if p == payee))
+            for payee in {p for p, _, _ in live}
+        }  # fmt: skip
+        rows = store.read(
+            lambda uow: uow._c.execute(
+                "SELECT payee, last_at, first_at, amount FROM payees_paid WHERE payer_id = 'u1'"
+            ).fetchall()
+        )
+        assert {payee: (last, first, amount) for payee, last, first, amount in rows} == expected
+        for payee in PAYEES:
+            first = expected[payee][1] if payee in expected else NOW
+            for since in (first, first - 1, first + 1, NOW - 86_400):
+                ask = HistoryAsk(since=NOW - 30 * 86_400, limit=10, payee=payee, payee_since=since)
+                got = store.read(lambda uow, a=ask: uow.payment_history("u1", a)).paid_to_payee
+                assert got == sum(amount for p, amount, at in live if p == payee and at >= since)
+    finally:
+        store.close()

@@ -36,7 +36,11 @@ EXPECTED = {
     r"FROM spending": "USING INDEX sqlite_autoindex_spending_1 (payer_id=?)",
     # the totals made from the transactions (a new payer)
     r"SUM\(amount\), 0\) FROM transactions WHERE payer_id = '\w+' AND created_at": PAYER_TIME,
-    # a new payee's 24 hours
+    # a new payee's 24 hours: the pair's running total (a payee first paid that recently),
+    # else the payments since
+    r"FROM payees_paid WHERE payer_id = '\w+' AND payee = ": (
+        "USING PRIMARY KEY (payer_id=? AND payee=?)"
+    ),
     r"SUM\(amount\), 0\) FROM transactions WHERE payer_id = '\w+' AND payee = ": (
         "USING INDEX transactions_payer_payee (payer_id=? AND payee=? AND created_at>?)"
     ),

@@ -174,9 +174,10 @@ def test_a_file_from_before_versions_is_migrated_and_keeps_working(
     outbox_extra = rows(path, {"outbox_sms": new})["outbox_sms"]
     assert outbox_extra == [("", "", "", None, None, None, 0)] * 6  # the columns' defaults
     assert schema(path) == fresh_schema(tmp_path)  # the same tables, columns and indexes
-    with closing(sqlite3.connect(path)) as conn:  # the velocity rule's payees, made from the file
+    with closing(sqlite3.connect(path)) as conn:  # the payees' rows, made from the file
         committed = conn.execute(
-            "SELECT payer_id, payee, MAX(created_at) FROM transactions WHERE payer_id IS NOT NULL"
+            "SELECT payer_id, payee, MAX(created_at), MIN(created_at), SUM(amount)"
+            " FROM transactions WHERE payer_id IS NOT NULL"
             " AND payee IS NOT NULL AND state != 'FAILED'"
             " GROUP BY payer_id, payee ORDER BY 1, 2"
         ).fetchall()

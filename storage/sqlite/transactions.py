@@ -177,8 +177,9 @@ class SqliteTransactions(SqliteBase, Transactions):
     def payment_history(self, payer_id: str, ask: HistoryAsk) -> PaymentHistory:
         """A payment with a location reads the newest payments whole (storage/history.py); any
         other reads only what its rules use, each part by an index: the newest amounts (in the
-        payer index's own order, so no sort), the new payee's sum (the payer and payee index)
-        and the window's payees (`payees_paid`); the rules loop over none of the rows.
+        payer index's own order, so no sort), the new payee's sum (the pair's running total in
+        `payees_paid`, PAID_TO_PAYEE) and the window's payees (`payees_paid`); the rules loop
+        over none of the rows.
 
         The parts asked are one statement (HISTORY_READS), each a scalar subquery, and the
         rows of each come back joined in one text: one step of one statement (SQLite lets the
